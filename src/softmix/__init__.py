@@ -1,0 +1,21 @@
+"""softmix: softmax mixtures and softmax-gated mixtures of experts.
+
+Public API re-exports and ``__version__`` only.
+"""
+
+from softmix.exceptions import (
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+    NotFittedError,
+    SoftmixWarning,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "ConvergenceWarning",
+    "DegenerateComponentWarning",
+    "NotFittedError",
+    "SoftmixWarning",
+]

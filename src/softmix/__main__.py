@@ -1,0 +1,3 @@
+from softmix.cli import main
+
+raise SystemExit(main())

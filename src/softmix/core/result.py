@@ -1,0 +1,66 @@
+"""The result every softmix optimiser returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FitResult", "STOP_REASONS"]
+
+#: Why a fit stopped.
+#: ``"tol"``: relative objective change <= tol; ``"param_tol"``: parameter change <= param_tol;
+#: ``"max_iter"``: the iteration budget ran out (a ConvergenceWarning is issued);
+#: ``"non_finite"``: the objective became NaN/inf; the last finite iterate is returned;
+#: ``"init"``: ``max_iter=0``, the initialisation itself is returned;
+#: ``"callback"``: the user's callback asked to stop.
+STOP_REASONS = ("tol", "param_tol", "max_iter", "non_finite", "init", "callback")
+
+
+@dataclass
+class FitResult:
+    """Outcome of one optimisation run.
+
+    Attributes
+    ----------
+    params : object
+        Final parameters (a frozen model-specific dataclass).
+    objective : float
+        Objective at ``params`` (a log-likelihood: larger is better).
+    converged : bool
+        True when the stop reason is a tolerance (``"tol"`` or ``"param_tol"``).
+    n_iter : int
+        Number of iterations (EM-map evaluations) done.
+    stop_reason : str
+        One of :data:`STOP_REASONS`.
+    history : ndarray of shape (n_iter + 1,)
+        Objective at the start and after every iteration.
+    init_method : str
+        Name of the initialisation that produced the start.
+    seconds : float
+        Wall-clock time of the run (initialisation excluded).
+    n_decreases : int
+        Iterations where the objective went down by more than round-off (0 for exact EM).
+    all_objectives : ndarray or None
+        Final objective of every restart when the result comes from :func:`fit_with_restarts`.
+    extra : dict
+        Anything model-specific (e.g. per-iteration parameter traces for experiments).
+    """
+
+    params: Any
+    objective: float
+    converged: bool
+    n_iter: int
+    stop_reason: str
+    history: np.ndarray
+    init_method: str = "given"
+    seconds: float = 0.0
+    n_decreases: int = 0
+    all_objectives: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.stop_reason not in STOP_REASONS:
+            raise ValueError(f"stop_reason must be one of {STOP_REASONS}, got {self.stop_reason!r}")
+        self.history = np.asarray(self.history, dtype=float)
