@@ -1,0 +1,12 @@
+"""Softmax-gated mixtures of experts (papers 2 and 3): one core for every expert type.
+
+- :mod:`~softmix.moe.model`: :class:`MoEParams`, log-likelihood, posteriors, gradient, sampler;
+- :mod:`~softmix.moe.gating`: the softmax gate and its M-step;
+- :mod:`~softmix.moe.experts`: Gaussian, logistic and multinomial experts (:data:`EXPERTS`);
+- :mod:`~softmix.moe.em`: EM on the shared driver and the initialisations;
+- :mod:`~softmix.moe.estimator`: the scikit-learn-style :class:`MixtureOfExperts`.
+"""
+
+from softmix.moe.model import MoEParams
+
+__all__ = ["MoEParams"]
