@@ -1,0 +1,169 @@
+"""EM for softmax-gated mixtures of experts, on the shared driver :func:`softmix.core.em.run_em`.
+
+One EM iteration at parameters ``theta`` (Jordan & Jacobs 1994; Nguyen, Nguyen, Ho 2023,
+section 2; Fruytier, Mokhtari, Sanghavi 2024, section 2):
+
+- E-step (log space): ``tau_ji = P(z=i | x_j) f_i(y_j | x_j) / sum_l (same)``; the
+  log-likelihood at ``theta`` comes out of the same computation.
+- Gating M-step: weighted multinomial logistic regression with soft labels ``tau`` (Newton with
+  step-halving, warm-started at the current gating; up to ``inner_max_iter`` iterations).
+- Expert M-step: for every expert a weighted one-expert fit with weights ``tau[:, i]``
+  (Gaussian: weighted least squares and the floored residual variance, in closed form;
+  logistic / multinomial: Newton, warm-started).
+
+Every sub-step never decreases its part of ``Q(. | theta)``, so the log-likelihood never
+decreases (exact EM, or a generalised EM when the inner Newton loop is cut short). With
+``ridge > 0`` the objective is ``log_likelihood - penalty`` (:func:`softmix.moe.model.penalty`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from softmix.core.em import run_em
+from softmix.core.result import FitResult
+from softmix.core.special import logsumexp
+from softmix.exceptions import DegenerateComponentWarning
+from softmix.moe.experts import EXPERTS, default_variance_floor
+from softmix.moe.gating import add_intercept, fit_gating
+from softmix.moe.model import MoEParams, log_joint_design, penalty
+
+__all__ = ["em_step", "fit_em", "objective"]
+
+
+def objective(X: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0) -> float:
+    """The objective EM increases: ``log_likelihood(X, y, params) - penalty(params, ridge)``."""
+    return _objective_design(add_intercept(X), np.asarray(y), params, ridge)
+
+
+def _objective_design(X1: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float) -> float:
+    lj = log_joint_design(X1, y, params)
+    return float(np.sum(logsumexp(lj, axis=1))) - penalty(params, ridge)
+
+
+def em_step(
+    X1: np.ndarray,
+    y: np.ndarray,
+    params: MoEParams,
+    *,
+    ridge: float = 0.0,
+    inner_max_iter: int = 300,
+    inner_tol: float = 1e-10,
+    inner_method: str = "newton",
+    variance_floor: float | None = None,
+) -> tuple[MoEParams, float, dict[int, str]]:
+    """One EM iteration from the design ``X1 = [1, X]``.
+
+    Returns
+    -------
+    next_params : MoEParams
+    value : float
+        Objective (penalised log-likelihood) at ``params``.
+    degenerate : dict
+        ``{expert index: reason}`` for experts that collapsed in this M-step.
+    """
+    lj = log_joint_design(X1, y, params)
+    lse = logsumexp(lj, axis=1, keepdims=True)
+    value = float(np.sum(lse)) - penalty(params, ridge)
+    tau = np.exp(lj - lse)
+    gating = fit_gating(X1, tau, params.gating, ridge=ridge, max_iter=inner_max_iter,
+                        tol=inner_tol, method=inner_method)
+    coef, var, degenerate = EXPERTS[params.expert].fit_weighted(
+        X1, y, tau, params.expert_coef, params.expert_variance, ridge=ridge,
+        max_iter=inner_max_iter, tol=inner_tol, variance_floor=variance_floor,
+        method=inner_method, warn=False,
+    )
+    return MoEParams(gating, coef, var, params.expert), value, degenerate
+
+
+def fit_em(
+    X: np.ndarray,
+    y: np.ndarray,
+    params0: MoEParams,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    inner_max_iter: int = 300,
+    inner_tol: float = 1e-10,
+    inner_method: str = "newton",
+    ridge: float = 0.0,
+    variance_floor: float | None = None,
+    callback: Callable[[int, MoEParams, float], object] | None = None,
+    init_method: str = "given",
+    warn: bool = True,
+) -> FitResult:
+    """Fit a mixture of experts by EM from ``params0``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        Real responses (Gaussian experts), 0/1 (logistic) or class indices (multinomial).
+    params0 : MoEParams
+        Start.
+    max_iter : int
+        EM iterations; ``0`` returns ``params0`` unchanged.
+    tol : float
+        Stop when the relative change of the objective is ``<= tol`` (the authors of the
+        Gaussian-MoE paper used 1e-6); ``tol=0`` runs exactly ``max_iter`` iterations.
+    inner_max_iter, inner_tol, inner_method
+        Newton settings of the gating and classification-expert M-steps.
+    ridge : float
+        L2 penalty on the gating and classification-expert coefficients.
+    variance_floor : float, optional
+        Smallest variance of a Gaussian expert (default ``1e-6 var(y)``); hitting it issues a
+        :class:`~softmix.exceptions.DegenerateComponentWarning` naming the expert.
+    callback : callable, optional
+        ``callback(iteration, params, objective)``; a truthy return stops the fit.
+    init_method : str
+        Recorded in the result.
+    warn : bool
+        Emit convergence and degenerate-expert warnings.
+
+    Returns
+    -------
+    FitResult
+        ``params`` (MoEParams), ``objective`` (penalised log-likelihood, equal to the
+        log-likelihood when ``ridge=0``), ``history`` (objective per iteration), ``converged``,
+        ``n_iter``, ``stop_reason``; ``extra["log_likelihood"]`` is the unpenalised
+        log-likelihood at ``params`` and ``extra["degenerate"]`` maps each expert that collapsed
+        to ``(iteration, reason)`` of its first collapse.
+    """
+    X1 = add_intercept(X)
+    y = np.asarray(y)
+    if EXPERTS[params0.expert].has_variance and variance_floor is None:
+        variance_floor = default_variance_floor(y)
+    degenerate: dict[int, tuple[int, str]] = {}
+    counter = [0]
+
+    def em_map(params: MoEParams):
+        nxt, value, deg = em_step(
+            X1, y, params, ridge=ridge, inner_max_iter=inner_max_iter, inner_tol=inner_tol,
+            inner_method=inner_method, variance_floor=variance_floor,
+        )
+        counter[0] += 1
+        for i, reason in deg.items():
+            degenerate.setdefault(i, (counter[0], reason))
+        return nxt, value
+
+    def obj(params: MoEParams) -> float:
+        return _objective_design(X1, y, params, ridge)
+
+    result = run_em(
+        params0, em_map, obj, max_iter=max_iter, tol=tol, callback=callback,
+        init_method=init_method, name="MoE EM", warn=warn,
+    )
+    result.extra["log_likelihood"] = result.objective + penalty(result.params, ridge)
+    result.extra["degenerate"] = degenerate
+    if warn:
+        for i, (it, reason) in sorted(degenerate.items()):
+            warnings.warn(
+                f"expert {i} (0-based) collapsed at EM iteration {it}: {reason}. Use fewer "
+                "experts, restarts (n_init), a ridge, or a different initialisation.",
+                DegenerateComponentWarning,
+                stacklevel=2,
+            )
+    return result

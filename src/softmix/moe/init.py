@@ -1,0 +1,225 @@
+"""Starting points of mixture-of-experts fits, found by name in :data:`INITIALISERS`.
+
+- ``"random"`` (default): a random balanced hard partition of the samples, one weighted fit
+  per expert on its group, and one gating fit on the hard labels (the default of the R package
+  meteorits, used by Nguyen, Nguyen, Ho 2023).
+- ``"kmeans"``: k-means (k-means++ seeding, :func:`scipy.cluster.vq.kmeans2`) on the
+  standardised pairs ``(x, y)`` (``y`` one-hot for multinomial experts), then the same per-group
+  fits.
+- ``"near_truth"``: for experiments only: the true parameters plus Gaussian noise whose scale
+  shrinks with ``n`` (the authors' "favourable" start, ``ParamNMoE$initParam(nearTrue=TRUE)``;
+  see the Notes of :func:`init_near_truth`). Needs ``truth=``.
+
+A user-given :class:`~softmix.moe.model.MoEParams` is the fourth option; the estimator passes it
+straight to the EM.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from softmix.moe.experts import EXPERTS, default_variance_floor
+from softmix.moe.gating import add_intercept, fit_gating
+from softmix.moe.model import MoEParams
+
+__all__ = [
+    "INITIALISERS",
+    "init_from_partition",
+    "init_kmeans",
+    "init_near_truth",
+    "init_random",
+    "initialize",
+]
+
+#: Newton iterations and ridge of the one-off gating / expert fits on hard labels. A hard
+#: partition can be separable (k-means clusters split x), where the unpenalised logistic fit
+#: has no finite maximiser; the tiny ridge keeps the start finite and barely changes it.
+_INIT_MAX_ITER = 50
+_INIT_RIDGE = 1e-4
+
+
+def init_from_partition(
+    X: np.ndarray,
+    y: np.ndarray,
+    labels: np.ndarray,
+    n_experts: int,
+    expert: str = "gaussian",
+    *,
+    n_classes: int | None = None,
+    ridge: float = 0.0,
+    variance_floor: float | None = None,
+) -> MoEParams:
+    """Parameters fitted to a hard partition: one weighted fit per expert, one gating fit.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    y : ndarray of shape (n,)
+    labels : ndarray of shape (n,)
+        Expert index of every sample, in ``0..n_experts-1``.
+    n_experts : int
+    expert : str
+        Key of :data:`~softmix.moe.experts.EXPERTS`.
+    n_classes : int, optional
+        Number of classes (multinomial experts).
+    ridge : float
+        Ridge of the fits (at least a tiny one, see the module notes).
+    variance_floor : float, optional
+        Floor of Gaussian variances.
+
+    Returns
+    -------
+    MoEParams
+        A group too small to fit (degenerate) keeps a neutral start: zero coefficients and,
+        for Gaussian experts, ``var(y)``.
+    """
+    X1 = add_intercept(X)
+    exp = EXPERTS[expert]
+    onehot = np.zeros((X1.shape[0], n_experts))
+    onehot[np.arange(X1.shape[0]), labels] = 1.0
+    fit_ridge = max(ridge, _INIT_RIDGE)
+    gating = fit_gating(X1, onehot, None, ridge=fit_ridge, max_iter=_INIT_MAX_ITER)
+    coef0 = np.zeros(exp.coef_shape(n_experts, X1.shape[1] - 1, n_classes))
+    var0 = np.full(n_experts, max(float(np.var(y)), 1e-12)) if exp.has_variance else None
+    floor = default_variance_floor(y) if variance_floor is None else variance_floor
+    coef, var, degenerate = exp.fit_weighted(
+        X1, y, onehot, coef0, var0, ridge=fit_ridge, max_iter=_INIT_MAX_ITER,
+        variance_floor=floor, warn=False,
+    )
+    for i in degenerate:  # neutral start instead of an exactly-fitting tiny group
+        coef[i] = coef0[i]
+        if var is not None:
+            var[i] = var0[i]
+    return MoEParams(gating, coef, var, expert)
+
+
+def init_random(X, y, n_experts, expert="gaussian", *, rng, n_classes=None, ridge=0.0,
+                variance_floor=None, truth=None) -> MoEParams:
+    """Random balanced hard partition + per-group fits + one gating fit (meteorits' default)."""
+    labels = rng.permutation(np.arange(len(y)) % n_experts)
+    return init_from_partition(X, y, labels, n_experts, expert, n_classes=n_classes,
+                               ridge=ridge, variance_floor=variance_floor)
+
+
+def init_kmeans(X, y, n_experts, expert="gaussian", *, rng, n_classes=None, ridge=0.0,
+                variance_floor=None, truth=None) -> MoEParams:
+    """k-means on standardised ``(x, y)`` (one-hot y for multinomial experts) + per-group fits.
+
+    Clusters smaller than ``d + 2`` samples are topped up with random samples from the others,
+    so every expert starts from a fit.
+    """
+    if expert == "multinomial":
+        yy = np.zeros((len(y), n_classes))
+        yy[np.arange(len(y)), y.astype(np.intp)] = 1.0
+    else:
+        yy = np.asarray(y, dtype=float)[:, None]
+    data = np.hstack([X, yy])
+    sd = data.std(axis=0)
+    data = (data - data.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # empty clusters are repaired below
+        _, labels = kmeans2(data, n_experts, minit="++", rng=rng)
+    min_size = min(X.shape[1] + 2, len(y) // n_experts)
+    for i in range(n_experts):
+        short = min_size - int(np.sum(labels == i))
+        if short > 0:
+            counts = np.bincount(labels, minlength=n_experts)
+            donors = np.flatnonzero(counts[labels] > min_size)
+            take = min(short, donors.size)
+            labels[rng.choice(donors, size=take, replace=False)] = i
+    return init_from_partition(X, y, labels, n_experts, expert, n_classes=n_classes,
+                               ridge=ridge, variance_floor=variance_floor)
+
+
+def init_near_truth(X, y, n_experts, expert="gaussian", *, rng, truth: MoEParams,
+                    n_classes=None, ridge=0.0, variance_floor=None) -> MoEParams:
+    """The true parameters plus noise shrinking with ``n`` (experiment-only start).
+
+    Parameters
+    ----------
+    truth : MoEParams
+        The true model (``k* = truth.n_experts <= n_experts``).
+
+    Notes
+    -----
+    Follows the authors' code (Nguyen, Nguyen, Ho 2023; meteoritsSim ``initParam`` with
+    ``nearTrue=TRUE``): fitted expert ``i`` copies true expert ``s_i`` where ``s`` is drawn
+    uniformly with replacement until it covers every true expert, and the last fitted expert
+    copies the last (reference) true expert. Gating rows get ``N(0, (0.005 n^-0.083)^2)``
+    noise, expert coefficients ``N(0, (0.05 n^-0.083)^2)`` and standard deviations
+    ``|N(0, (0.005 n^-0.25)^2)|``. Differences from their code: the noise is drawn per
+    coordinate (theirs adds one scalar to a whole column) and it perturbs the true *variance*
+    through its standard deviation (theirs starts the variance at the true standard deviation).
+    The last gating row stays 0 (gauge).
+    """
+    if not isinstance(truth, MoEParams):
+        raise TypeError(
+            "init='near_truth' needs the true parameters: pass truth=<MoEParams>, got "
+            f"{type(truth).__name__}."
+        )
+    k_true = truth.n_experts
+    if n_experts < k_true:
+        raise ValueError(
+            f"init='near_truth' needs n_experts >= the true number of experts {k_true}, got "
+            f"{n_experts}."
+        )
+    if truth.expert != expert or truth.n_features != X.shape[1]:
+        raise ValueError(
+            f"truth is a {truth.expert!r} model on {truth.n_features} feature(s); the fit uses "
+            f"{expert!r} experts on {X.shape[1]} feature(s)."
+        )
+    n = len(y)
+    if n_experts == k_true:
+        s = np.arange(k_true)
+    else:
+        while True:
+            s = np.append(rng.integers(0, k_true, size=n_experts - 1), k_true - 1)
+            if np.unique(s).size == k_true:
+                break
+    gate_sd, coef_sd, sd_sd = 0.005 * n**-0.083, 0.05 * n**-0.083, 0.005 * n**-0.25
+    gating = truth.gating[s] + gate_sd * rng.standard_normal((n_experts, truth.gating.shape[1]))
+    gating[-1] = 0.0
+    coef = truth.expert_coef[s] + coef_sd * rng.standard_normal(truth.expert_coef[s].shape)
+    if expert == "multinomial":
+        coef[:, -1, :] = 0.0
+    var = None
+    if truth.expert_variance is not None:
+        sd = np.sqrt(truth.expert_variance[s]) + np.abs(sd_sd * rng.standard_normal(n_experts))
+        var = sd**2
+    return MoEParams(gating, coef, var, expert)
+
+
+#: Initialisation name -> function ``(X, y, n_experts, expert, *, rng, n_classes, ridge,
+#: variance_floor, truth) -> MoEParams``.
+INITIALISERS: dict[str, Callable[..., MoEParams]] = {
+    "random": init_random,
+    "kmeans": init_kmeans,
+    "near_truth": init_near_truth,
+}
+
+
+def initialize(
+    method: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_experts: int,
+    expert: str = "gaussian",
+    *,
+    rng: np.random.Generator,
+    n_classes: int | None = None,
+    ridge: float = 0.0,
+    variance_floor: float | None = None,
+    truth: MoEParams | None = None,
+) -> MoEParams:
+    """Starting parameters by the initialisation named ``method`` (see :data:`INITIALISERS`)."""
+    if method not in INITIALISERS:
+        raise ValueError(f"init must be one of {tuple(INITIALISERS)} or a MoEParams, got "
+                         f"{method!r}.")
+    return INITIALISERS[method](
+        X, y, n_experts, expert, rng=rng, n_classes=n_classes, ridge=ridge,
+        variance_floor=variance_floor, truth=truth,
+    )
