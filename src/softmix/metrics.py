@@ -118,6 +118,11 @@ class VoronoiLoss:
 def _moe_arrays(model: Any, name: str) -> dict[str, np.ndarray]:
     """(beta0, beta1, a, b, nu) of a Gaussian MoE given as MoEParams, a mapping or a 5-sequence."""
     if all(hasattr(model, attr) for attr in ("gating", "expert_coef", "expert_variance")):
+        if getattr(model, "expert", "gaussian") != "gaussian":
+            raise ValueError(
+                f"{name}: Voronoi losses are defined for Gaussian experts, got a MoEParams with "
+                f"expert={model.expert!r}."
+            )
         gating = check_array(model.gating, f"{name}.gating", ndim=2)
         coef = check_array(model.expert_coef, f"{name}.expert_coef", ndim=2)
         raw = {"beta0": gating[:, 0], "beta1": gating[:, 1:], "b": coef[:, 0],
