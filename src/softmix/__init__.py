@@ -9,6 +9,7 @@ from softmix.exceptions import (
     NotFittedError,
     SoftmixWarning,
 )
+from softmix.moe.estimator import MixtureOfExperts
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,7 @@ __all__ = [
     "__version__",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
+    "MixtureOfExperts",
     "NotFittedError",
     "SoftmixWarning",
 ]

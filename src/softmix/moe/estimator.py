@@ -1,0 +1,431 @@
+"""Scikit-learn-style estimator of softmax-gated mixtures of experts."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from softmix._validation import (
+    check_array,
+    check_choice,
+    check_fitted,
+    check_float,
+    check_int,
+    check_random_state,
+)
+from softmix.core.restarts import fit_with_restarts
+from softmix.core.result import FitResult
+from softmix.core.special import logsumexp
+from softmix.moe.em import fit_em
+from softmix.moe.experts import EXPERTS, get_expert
+from softmix.moe.gating import add_intercept, gate_log_proba_design
+from softmix.moe.init import INITIALISERS, initialize
+from softmix.moe.model import MoEParams, check_params, log_joint_design
+from softmix.moe.model import sample as _sample
+
+__all__ = ["SOLVERS", "SOLVER_NAMES", "MixtureOfExperts"]
+
+#: Every solver name the estimator knows about (the gradient solvers register themselves in
+#: :data:`SOLVERS` from :mod:`softmix.moe.gradient`).
+SOLVER_NAMES = ("em", "gd", "gradient_em")
+
+#: Solver name -> ``solver(X, y, params0, *, max_iter, tol, ridge, callback, init_method,
+#: **options) -> FitResult``. One place for the dispatch.
+SOLVERS: dict[str, Callable[..., FitResult]] = {
+    "em": fit_em,
+}
+
+
+class MixtureOfExperts:
+    """Softmax-gated mixture of experts fitted by maximum likelihood.
+
+    Parameters
+    ----------
+    n_experts : int
+        Number of experts ``k``.
+    expert : {"gaussian", "logistic", "multinomial"}, default="gaussian"
+        Linear-Gaussian experts (regression, per-expert variance), binary logistic experts
+        (``y`` in {0, 1}) or multinomial logistic experts (integer class labels).
+    solver : {"em", "gd", "gradient_em"}, default="em"
+        ``"em"``: exact EM. ``"gd"`` and ``"gradient_em"`` are the gradient methods of
+        :mod:`softmix.moe.gradient` (available when that module is installed).
+    init : {"random", "kmeans", "near_truth"} or MoEParams, default="random"
+        Initialisation (see :mod:`softmix.moe.init`): a random hard partition with per-group
+        fits, k-means on ``(x, y)``, the true parameters plus noise (experiments only; needs
+        ``truth``), or a user-given :class:`~softmix.moe.model.MoEParams`.
+    n_init : int, default=1
+        Restarts from independent initialisations; the best log-likelihood is kept.
+    max_iter : int, default=1000
+        Iterations of the solver; ``0`` returns the initialisation.
+    tol : float, default=1e-6
+        Stop when the relative change of the objective is ``<= tol``; ``0`` runs ``max_iter``
+        iterations.
+    ridge : float, default=0.0
+        L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients
+        (a MAP fit; keeps them finite on separable data).
+    random_state : None, int or numpy.random.Generator
+        Seed of the initialisations and of :meth:`sample` when it gets none.
+    callback : callable, optional
+        ``callback(iteration, params, objective)`` after every iteration; truthy return stops.
+    truth : MoEParams, optional
+        The true parameters, only for ``init="near_truth"``.
+    **solver_options
+        Passed to the solver. EM: ``inner_max_iter`` (300), ``inner_tol`` (1e-10),
+        ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (``1e-6 var(y)``).
+
+    Attributes
+    ----------
+    params_ : MoEParams
+        Fitted parameters.
+    gating_coef_ : ndarray of shape (n_experts, n_features + 1)
+        Gating rows ``[beta0_i, beta1_i...]``; the last row is 0 (gauge).
+    expert_coef_ : ndarray of shape (n_experts, n_features + 1) or (n_experts, C, n_features + 1)
+    expert_variance_ : ndarray of shape (n_experts,) or None
+    classes_ : ndarray of shape (C,)
+        Class labels (classification experts).
+    log_likelihood_ : float
+        Total log-likelihood of the training data at ``params_``.
+    n_iter_ : int
+    converged_ : bool
+    history_ : ndarray of shape (n_iter_ + 1,)
+        Objective (penalised log-likelihood) after each iteration.
+    fit_result_ : FitResult
+        Everything else (stop reason, all restarts' objectives, degenerate experts...).
+    n_features_in_ : int
+
+    Notes
+    -----
+    The model is ``p(y | x) = sum_i softmax_i(beta0_i + beta1_i'x) f_i(y | x)`` and the fit
+    maximises ``sum_j log p(y_j | x_j)`` (minus the ridge penalty). With Gaussian experts this
+    is the softmax-gated Gaussian MoE of Nguyen, Nguyen, Ho (NeurIPS 2023); with logistic and
+    multinomial experts the models of Fruytier, Mokhtari, Sanghavi (2024). The same model is
+    fitted by R flexmix (``FLXMRglm`` + ``FLXPmultinom``) and meteorits (``emNMoE``).
+
+    Examples
+    --------
+    >>> from softmix import MixtureOfExperts
+    >>> from softmix.datasets import make_gaussian_moe
+    >>> X, y, truth = make_gaussian_moe(2000, random_state=0)
+    >>> model = MixtureOfExperts(2, random_state=0).fit(X, y)
+    >>> model.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        n_experts: int,
+        *,
+        expert: str = "gaussian",
+        solver: str = "em",
+        init: str | MoEParams = "random",
+        n_init: int = 1,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        ridge: float = 0.0,
+        random_state: None | int | np.random.Generator = None,
+        callback: Callable[[int, MoEParams, float], Any] | None = None,
+        truth: MoEParams | None = None,
+        **solver_options: Any,
+    ) -> None:
+        self.n_experts = n_experts
+        self.expert = expert
+        self.solver = solver
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.ridge = ridge
+        self.random_state = random_state
+        self.callback = callback
+        self.truth = truth
+        self.solver_options = dict(solver_options)
+        self.params_: MoEParams | None = None
+
+    # ----------------------------------------------------------------- sklearn plumbing
+    _PARAM_NAMES = ("n_experts", "expert", "solver", "init", "n_init", "max_iter", "tol",
+                    "ridge", "random_state", "callback", "truth")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters (including the solver options) as a dict."""
+        out = {name: getattr(self, name) for name in self._PARAM_NAMES}
+        out.update(self.solver_options)
+        return out
+
+    def set_params(self, **params: Any) -> MixtureOfExperts:
+        """Set hyperparameters; unknown names become solver options."""
+        for name, value in params.items():
+            if name in self._PARAM_NAMES:
+                setattr(self, name, value)
+            else:
+                self.solver_options[name] = value
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
+                         if k not in ("callback", "truth") or v is not None)
+        return f"MixtureOfExperts({args})"
+
+    # ----------------------------------------------------------------- validation
+    def _check_hyperparameters(self) -> Callable[..., FitResult]:
+        check_int(self.n_experts, "n_experts", low=1)
+        get_expert(self.expert)
+        check_choice(self.solver, "solver", SOLVER_NAMES)
+        if self.solver not in SOLVERS:
+            raise ValueError(
+                f"solver={self.solver!r} is not available yet: the gradient solvers of "
+                "softmix.moe.gradient have not been registered in SOLVERS. Available: "
+                f"{tuple(SOLVERS)}; use solver='em'."
+            )
+        check_int(self.n_init, "n_init", low=1)
+        check_int(self.max_iter, "max_iter", low=0)
+        check_float(self.tol, "tol", low=0.0)
+        check_float(self.ridge, "ridge", low=0.0)
+        if isinstance(self.init, MoEParams):
+            if self.n_init > 1:
+                raise ValueError(
+                    f"n_init={self.n_init} restarts would all start from the given MoEParams "
+                    "and give the same fit; use n_init=1 with a given start, or a named init."
+                )
+        elif not isinstance(self.init, str) or self.init not in INITIALISERS:
+            raise ValueError(
+                f"init must be one of {tuple(INITIALISERS)} or a MoEParams, got {self.init!r}."
+            )
+        if self.init == "near_truth" and not isinstance(self.truth, MoEParams):
+            raise ValueError(
+                "init='near_truth' needs the true parameters: pass truth=<MoEParams> "
+                f"(got truth={self.truth!r}); for real data use init='random' or 'kmeans'."
+            )
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable or None, got {type(self.callback)}.")
+        solver = SOLVERS[self.solver]
+        sig = inspect.signature(solver)
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            accepted = {n for n, p in sig.parameters.items() if p.kind == p.KEYWORD_ONLY}
+            accepted -= {"max_iter", "tol", "ridge", "callback", "init_method"}
+            unknown = sorted(set(self.solver_options) - accepted)
+            if unknown:
+                raise TypeError(
+                    f"unknown option(s) {unknown} for solver={self.solver!r}; it accepts "
+                    f"{sorted(accepted)}."
+                )
+        return solver
+
+    def _check_X(self, X: Any, fitted: bool = True) -> np.ndarray:
+        X = check_array(X, "X", ndim=2)
+        if X.ndim == 2 and X.shape[1] < 1:
+            raise ValueError(f"X must have at least one column, got shape {X.shape}.")
+        if fitted and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} feature(s) but the model was fitted with "
+                f"{self.n_features_in_}."
+            )
+        return X
+
+    def _check_y(self, y: Any, n: int, fit: bool) -> np.ndarray:
+        y = check_array(y, "y", ndim=1)
+        if y.shape[0] != n:
+            raise ValueError(
+                f"y must have one entry per row of X ({n}), got {y.shape[0]}. Pass X and y "
+                "with the same number of samples."
+            )
+        if self.expert == "gaussian":
+            return y
+        if not np.all(y == np.round(y)):
+            raise ValueError(
+                f"y must hold integer class labels for {self.expert!r} experts, got non-integer "
+                f"values such as {y[y != np.round(y)][:3].tolist()}."
+            )
+        if fit:
+            classes = np.unique(y)
+            if self.expert == "logistic" and not np.all(np.isin(classes, (0.0, 1.0))):
+                raise ValueError(
+                    "y must hold labels in {0, 1} for logistic experts, got labels "
+                    f"{classes[:10].tolist()}. Recode y, or use expert='multinomial'."
+                )
+            if classes.size < 2:
+                raise ValueError(
+                    f"y must hold at least 2 classes for {self.expert!r} experts, got only "
+                    f"{classes.tolist()}."
+                )
+            self.classes_ = np.array([0.0, 1.0]) if self.expert == "logistic" else classes
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.minimum(idx, self.classes_.size - 1)
+        if not np.all(self.classes_[idx] == y):
+            raise ValueError(
+                f"y holds labels {np.setdiff1d(y, self.classes_)[:10].tolist()} not seen in fit "
+                f"(classes_ = {self.classes_.tolist()})."
+            )
+        return idx.astype(float) if self.expert == "logistic" else idx
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, X: Any, y: Any) -> MixtureOfExperts:
+        """Fit the mixture of experts to ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Real responses (Gaussian), {0, 1} (logistic) or integer class labels (multinomial).
+
+        Returns
+        -------
+        self
+        """
+        solver = self._check_hyperparameters()
+        X = self._check_X(X, fitted=False)
+        y_enc = self._check_y(y, X.shape[0], fit=True)
+        n, d = X.shape
+        expert = EXPERTS[self.expert]
+        n_classes = self.classes_.size if self.expert == "multinomial" else None
+        n_params = (self.n_experts - 1) * (d + 1) + self.n_experts * expert.n_params(d, n_classes)
+        if n < n_params:
+            raise ValueError(
+                f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
+                f"expert {self.expert} model on {d} feature(s): the maximum likelihood is not "
+                "defined. Use more samples or fewer experts."
+            )
+        if isinstance(self.init, MoEParams):
+            check_params(self.init, n_features=d, expert=self.expert, n_classes=n_classes,
+                         name="init")
+            if self.init.n_experts != self.n_experts:
+                raise ValueError(
+                    f"init has {self.init.n_experts} experts but n_experts={self.n_experts}."
+                )
+        rng = check_random_state(self.random_state)
+        self.n_features_in_ = d
+        options = dict(self.solver_options)
+
+        def fit_one(child: np.random.Generator) -> FitResult:
+            if isinstance(self.init, MoEParams):
+                params0, name = self.init, "given"
+            else:
+                params0 = initialize(
+                    self.init, X, y_enc, self.n_experts, self.expert, rng=child,
+                    n_classes=n_classes, ridge=self.ridge,
+                    variance_floor=options.get("variance_floor"), truth=self.truth,
+                )
+                name = self.init
+            return solver(X, y_enc, params0, max_iter=self.max_iter, tol=self.tol,
+                          ridge=self.ridge, callback=self.callback, init_method=name,
+                          **options)
+
+        result = fit_with_restarts(fit_one, self.n_init, rng)
+        self.fit_result_ = result
+        self.params_ = result.params
+        self.gating_coef_ = np.array(result.params.gating)
+        self.expert_coef_ = np.array(result.params.expert_coef)
+        self.expert_variance_ = (None if result.params.expert_variance is None
+                                 else np.array(result.params.expert_variance))
+        self.log_likelihood_ = float(
+            result.extra.get("log_likelihood", self._log_lik(X, y_enc).sum())
+        )
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.history_ = result.history
+        return self
+
+    # ----------------------------------------------------------------- predictions
+    def _log_lik(self, X: np.ndarray, y_enc: np.ndarray) -> np.ndarray:
+        return logsumexp(log_joint_design(add_intercept(X), y_enc, self.params_), axis=1)
+
+    def gate_proba(self, X: Any) -> np.ndarray:
+        """Gate probabilities ``P(z = i | x)``, shape (n_samples, n_experts)."""
+        check_fitted(self)
+        X = self._check_X(X)
+        return np.exp(gate_log_proba_design(add_intercept(X), self.params_.gating))
+
+    def posterior(self, X: Any, y: Any) -> np.ndarray:
+        """Posterior expert probabilities ``P(z = i | x, y)``, shape (n_samples, n_experts)."""
+        check_fitted(self)
+        X = self._check_X(X)
+        y_enc = self._check_y(y, X.shape[0], fit=False)
+        lj = log_joint_design(add_intercept(X), y_enc, self.params_)
+        return np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``sum_i P(z=i|x) P(y=c|x,z=i)``, shape (n_samples, n_classes).
+
+        Only for classification experts (``"logistic"``, ``"multinomial"``); columns follow
+        ``classes_``.
+        """
+        check_fitted(self)
+        if self.expert == "gaussian":
+            raise ValueError(
+                "predict_proba is defined for classification experts ('logistic', "
+                "'multinomial'); Gaussian experts predict a mean: use predict(X)."
+            )
+        X = self._check_X(X)
+        X1 = add_intercept(X)
+        gate = np.exp(gate_log_proba_design(X1, self.params_.gating))
+        means = EXPERTS[self.expert].mean(X1, self.params_.expert_coef)
+        if self.expert == "logistic":
+            p1 = np.sum(gate * means, axis=1)
+            return np.column_stack([1.0 - p1, p1])
+        return np.einsum("nk,nkc->nc", gate, means)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Conditional mean ``E[y | x]`` (Gaussian experts) or most probable class.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_fitted(self)
+        if self.expert != "gaussian":
+            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        X = self._check_X(X)
+        X1 = add_intercept(X)
+        gate = np.exp(gate_log_proba_design(X1, self.params_.gating))
+        return np.sum(gate * EXPERTS["gaussian"].mean(X1, self.params_.expert_coef), axis=1)
+
+    def score(self, X: Any, y: Any) -> float:
+        """Mean log-likelihood per sample, ``(1/n) sum_j log p(y_j | x_j)``."""
+        return float(np.mean(self.score_samples(X, y)))
+
+    def score_samples(self, X: Any, y: Any) -> np.ndarray:
+        """``log p(y_j | x_j)`` per sample, shape (n_samples,)."""
+        check_fitted(self)
+        X = self._check_X(X)
+        return self._log_lik(X, self._check_y(y, X.shape[0], fit=False))
+
+    def n_parameters(self) -> int:
+        """Free parameters of the fitted model (gating rows ``0..k-2``, experts)."""
+        check_fitted(self)
+        return self.params_.n_free_parameters
+
+    def bic(self, X: Any, y: Any) -> float:
+        """Bayesian information criterion ``-2 log L + n_parameters log n`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2.0 * self.score(X, y) * n + self.n_parameters() * np.log(n)
+
+    def aic(self, X: Any, y: Any) -> float:
+        """Akaike information criterion ``-2 log L + 2 n_parameters`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2.0 * self.score(X, y) * n + 2.0 * self.n_parameters()
+
+    def sample(self, X: Any, random_state: None | int | np.random.Generator = None) -> tuple:
+        """Draw responses at the given inputs from the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        random_state : None, int or Generator
+            Default: a fresh generator (never the global state).
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Responses (class labels from ``classes_`` for classification experts).
+        z : ndarray of shape (n_samples,)
+            Expert that generated each response.
+        """
+        check_fitted(self)
+        X = self._check_X(X)
+        rng = check_random_state(random_state)
+        y, z = _sample(X, self.params_, rng)
+        if self.expert != "gaussian":
+            y = self.classes_[np.asarray(y, dtype=np.intp)]
+        return y, z
