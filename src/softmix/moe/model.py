@@ -276,6 +276,12 @@ def params_to_vector(params: MoEParams) -> np.ndarray:
 def params_from_vector(vector: np.ndarray, like: MoEParams) -> MoEParams:
     """Inverse of :func:`params_to_vector` with the shapes and expert type of ``like``."""
     v = np.asarray(vector, dtype=float).ravel()
+    expected = params_to_vector(like).size
+    if v.size != expected:
+        raise ValueError(
+            f"vector has {v.size} entries, expected {expected} (the free parameters of a "
+            f"{like.n_experts}-expert {like.expert} model on {like.n_features} feature(s))."
+        )
     k, p = like.gating.shape
     pos = (k - 1) * p
     gating = np.vstack([v[:pos].reshape(k - 1, p), np.zeros((1, p))])
@@ -291,7 +297,4 @@ def params_from_vector(vector: np.ndarray, like: MoEParams) -> MoEParams:
     var = None
     if like.expert_variance is not None:
         var = v[pos:pos + k]
-        pos += k
-    if pos != v.size:
-        raise ValueError(f"vector has {v.size} entries, expected {pos} for {like!r}.")
     return MoEParams(gating, coef, var, like.expert)
