@@ -1,0 +1,208 @@
+"""MixtureOfExperts: the public contract, predictions, and one test per bad input."""
+
+import numpy as np
+import pytest
+
+import softmix
+from softmix import MixtureOfExperts
+from softmix.datasets import make_gaussian_moe, make_moe
+from softmix.exceptions import NotFittedError
+from softmix.moe import estimator as est_module
+from softmix.moe.model import log_likelihood
+
+
+@pytest.fixture(scope="module")
+def gaussian_fit():
+    X, y, truth = make_gaussian_moe(1500, random_state=0)
+    return X, y, truth, MixtureOfExperts(2, random_state=0).fit(X, y)
+
+
+def test_exported_at_top_level():
+    assert softmix.MixtureOfExperts is MixtureOfExperts
+
+
+def test_fitted_attributes_and_scores(gaussian_fit):
+    X, y, _, m = gaussian_fit
+    assert m.gating_coef_.shape == (2, 2) and np.all(m.gating_coef_[-1] == 0)
+    assert m.expert_coef_.shape == (2, 2) and m.expert_variance_.shape == (2,)
+    assert m.log_likelihood_ == pytest.approx(log_likelihood(X, y, m.params_))
+    assert m.score(X, y) == pytest.approx(m.log_likelihood_ / len(y))
+    p = m.params_.n_free_parameters
+    assert p == 8  # (k-1)(d+1) gating + k (d+1) coefficients + k variances
+    assert m.bic(X, y) == pytest.approx(-2 * m.log_likelihood_ + p * np.log(len(y)))
+    assert m.aic(X, y) == pytest.approx(-2 * m.log_likelihood_ + 2 * p)
+    assert m.converged_ and m.n_iter_ == len(m.history_) - 1
+
+
+def test_predict_is_the_gate_weighted_expert_mean(gaussian_fit):
+    X, _, _, m = gaussian_fit
+    X1 = np.column_stack([np.ones(len(X)), X])
+    manual = np.sum(m.gate_proba(X) * (X1 @ m.expert_coef_.T), axis=1)
+    np.testing.assert_allclose(m.predict(X), manual)
+    np.testing.assert_allclose(m.gate_proba(X).sum(axis=1), 1.0)
+
+
+def test_posterior_rows_sum_to_one_and_sample_is_seeded(gaussian_fit):
+    X, y, _, m = gaussian_fit
+    np.testing.assert_allclose(m.posterior(X, y).sum(axis=1), 1.0)
+    y1, z1 = m.sample(X, random_state=3)
+    y2, z2 = m.sample(X, random_state=3)
+    np.testing.assert_array_equal(z1, z2)
+    np.testing.assert_array_equal(y1, y2)
+    assert y1.shape == (len(X),) and set(np.unique(z1)) <= {0, 1}
+
+
+def test_multinomial_with_arbitrary_integer_labels():
+    X, y, _ = make_moe(600, 2, 2, expert="multinomial", n_classes=3, random_state=1)
+    labels = np.array([3, 5, 9])[y.astype(int)]
+    m = MixtureOfExperts(2, expert="multinomial", random_state=0, tol=1e-4).fit(X, labels)
+    np.testing.assert_array_equal(m.classes_, [3, 5, 9])
+    proba = m.predict_proba(X)
+    assert proba.shape == (600, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(np.unique(m.predict(X))) <= {3, 5, 9}
+    assert set(np.unique(m.sample(X, random_state=0)[0])) <= {3, 5, 9}
+    assert np.mean(m.predict(X) == labels) > 0.5
+
+
+def test_logistic_predict_proba_and_accuracy():
+    X, y, truth = make_moe(1000, 2, 2, expert="logistic", coef_scale=4.0, random_state=2)
+    m = MixtureOfExperts(2, expert="logistic", random_state=0, n_init=2).fit(X, y)
+    proba = m.predict_proba(X)
+    assert proba.shape == (1000, 2)
+    np.testing.assert_array_equal(m.predict(X), (proba[:, 1] > proba[:, 0]).astype(float))
+    assert m.log_likelihood_ >= log_likelihood(X, y, truth) - 1e-6
+
+
+def test_get_set_params_round_trip():
+    m = MixtureOfExperts(3, expert="logistic", tol=1e-4, inner_max_iter=20)
+    params = m.get_params()
+    assert params["n_experts"] == 3 and params["inner_max_iter"] == 20
+    m2 = MixtureOfExperts(**params)
+    assert m2.get_params() == params
+    m.set_params(tol=1e-5, inner_max_iter=30)
+    assert m.tol == 1e-5 and m.solver_options["inner_max_iter"] == 30
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _ = make_gaussian_moe(100, random_state=0)
+    return X, y
+
+
+def test_y_not_1d(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"y must be 1-D"):
+        MixtureOfExperts(2).fit(X, y[:, None])
+
+
+def test_y_wrong_length(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"one entry per row of X \(100\), got 99"):
+        MixtureOfExperts(2).fit(X, y[:-1])
+
+
+def test_x_not_2d(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"X must be 2-D"):
+        MixtureOfExperts(2).fit(X[:, 0], y)
+
+
+@pytest.mark.parametrize("where", ["X", "y"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_anywhere(data, where, bad):
+    X, y = data[0].copy(), data[1].copy()
+    (X if where == "X" else y)[3] = bad
+    with pytest.raises(ValueError, match=rf"{where} contains 1 NaN or infinite"):
+        MixtureOfExperts(2).fit(X, y)
+
+
+def test_fewer_samples_than_parameters():
+    X, y, _ = make_moe(12, 3, 3, random_state=0)  # 2*4 + 3*5 = 23 parameters
+    with pytest.raises(ValueError, match=r"fewer samples \(12\) than free parameters \(23\)"):
+        MixtureOfExperts(3).fit(X, y)
+
+
+def test_logistic_labels_outside_0_1():
+    X, y, _ = make_moe(100, 1, 2, expert="logistic", random_state=0)
+    with pytest.raises(ValueError, match=r"labels in \{0, 1\}.*got labels \[0.0, 2.0\]"):
+        MixtureOfExperts(2, expert="logistic").fit(X, 2 * y)
+
+
+@pytest.mark.parametrize("expert", ["logistic", "multinomial"])
+def test_fewer_than_two_classes(expert):
+    X, _, _ = make_moe(100, 1, 2, random_state=0)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MixtureOfExperts(2, expert=expert).fit(X, np.ones(100))
+
+
+def test_non_integer_class_labels():
+    X, y, _ = make_moe(100, 1, 2, random_state=0)
+    with pytest.raises(ValueError, match="integer class labels"):
+        MixtureOfExperts(2, expert="multinomial").fit(X, y)
+
+
+def test_unseen_labels_at_score_time():
+    X, y, _ = make_moe(200, 1, 2, expert="multinomial", random_state=0)
+    m = MixtureOfExperts(2, expert="multinomial", random_state=0, max_iter=20, tol=0).fit(X, y)
+    with pytest.raises(ValueError, match="not seen in fit"):
+        m.score(X, np.full(200, 7.0))
+
+
+def test_wrong_number_of_features_after_fit(gaussian_fit):
+    X, _, _, m = gaussian_fit
+    with pytest.raises(ValueError, match="fitted with 1"):
+        m.predict(np.hstack([X, X]))
+
+
+def test_not_fitted():
+    with pytest.raises(NotFittedError):
+        MixtureOfExperts(2).predict(np.zeros((3, 1)))
+
+
+def test_predict_proba_needs_a_classification_expert(gaussian_fit):
+    X, _, _, m = gaussian_fit
+    with pytest.raises(ValueError, match="classification experts"):
+        m.predict_proba(X)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"n_experts": 0}, ValueError, "n_experts must be >= 1"),
+        ({"expert": "poisson"}, ValueError, "expert must be one of"),
+        ({"solver": "newton"}, ValueError, "solver must be one of"),
+        ({"init": "spectral"}, ValueError, "init must be one of"),
+        ({"init": "near_truth"}, ValueError, "needs the true parameters"),
+        ({"n_init": 0}, ValueError, "n_init must be >= 1"),
+        ({"max_iter": -1}, ValueError, "max_iter must be >= 0"),
+        ({"tol": -1.0}, ValueError, "tol must be >= 0"),
+        ({"ridge": float("nan")}, ValueError, "ridge must be finite"),
+        ({"step_size": 0.1}, TypeError, r"unknown option\(s\) \['step_size'\]"),
+    ],
+)
+def test_bad_hyperparameters(data, kwargs, error, match):
+    X, y = data
+    kwargs = {"n_experts": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        MixtureOfExperts(**kwargs).fit(X, y)
+
+
+def test_given_init_must_match_the_model(data):
+    X, y = data
+    _, _, other = make_moe(10, 2, 2, random_state=0)
+    with pytest.raises(ValueError, match="is for 2 feature"):
+        MixtureOfExperts(2, init=other).fit(X, y)
+    _, _, truth = make_gaussian_moe(10, random_state=0)
+    with pytest.raises(ValueError, match="same fit"):
+        MixtureOfExperts(2, init=truth, n_init=3).fit(X, y)
+
+
+def test_unavailable_gradient_solver_says_so(data, monkeypatch):
+    for name in ("gd", "gradient_em"):
+        monkeypatch.delitem(est_module.SOLVERS, name, raising=False)
+    X, y = data
+    with pytest.raises(ValueError, match="solver='gd' is not available"):
+        MixtureOfExperts(2, solver="gd").fit(X, y)
