@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _peers import PeerUnavailable, ensure_r, run_r  # noqa: E402
+from _peers import PeerUnavailable, ensure_r, run_r
 
-from softmix.datasets import make_gaussian_moe, make_moe  # noqa: E402
-from softmix.moe.em import fit_em  # noqa: E402
-from softmix.moe.init import initialize  # noqa: E402
-from softmix.moe.model import MoEParams, log_likelihood, log_responsibilities  # noqa: E402
+from softmix.datasets import make_gaussian_moe, make_moe
+from softmix.moe.em import fit_em
+from softmix.moe.init import initialize
+from softmix.moe.model import MoEParams, log_likelihood, log_responsibilities
 
 #: Asserted agreement of the two fitted log-likelihoods (relative).
 RTOL = 1e-4

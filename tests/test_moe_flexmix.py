@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-from _peers import find_rscript, missing_r_packages  # noqa: E402
+from _peers import find_rscript, missing_r_packages
 
 pytestmark = pytest.mark.skipif(
     find_rscript() is None or bool(missing_r_packages(["flexmix", "jsonlite"])),
