@@ -22,6 +22,7 @@ from softmix.core.special import logsumexp
 from softmix.moe.em import fit_em
 from softmix.moe.experts import EXPERTS, get_expert
 from softmix.moe.gating import add_intercept, gate_log_proba_design
+from softmix.moe.gradient import fit_gd, fit_gradient_em
 from softmix.moe.init import INITIALISERS, initialize
 from softmix.moe.model import MoEParams, check_params, log_joint_design
 from softmix.moe.model import sample as _sample
@@ -36,6 +37,8 @@ SOLVER_NAMES = ("em", "gd", "gradient_em")
 #: **options) -> FitResult``. One place for the dispatch.
 SOLVERS: dict[str, Callable[..., FitResult]] = {
     "em": fit_em,
+    "gd": fit_gd,
+    "gradient_em": fit_gradient_em,
 }
 
 

@@ -1,0 +1,272 @@
+"""First-order fits of softmax-gated mixtures of experts: gradient descent and gradient EM.
+
+Both run on the shared driver :func:`softmix.core.em.run_em` and return the same
+:class:`~softmix.core.result.FitResult` as :func:`softmix.moe.em.fit_em` (same objective in the
+same ``history``), so EM, gradient EM and GD compare iteration by iteration (Fruytier,
+Mokhtari & Sanghavi, ICML 2025, Appendix D, Algorithms 1-3).
+
+Objective and step sizes. EM's history is the penalised log-likelihood
+``l(theta) = sum_j log p(y_j | x_j) - penalty``. Step sizes here refer to the *normalised*
+objective ``L(theta) = -l(theta) / n`` (the paper's), so a step does not depend on n:
+``theta <- theta + eta * grad l(theta) / n``.
+
+- **Gradient descent** (``fit_gd``): one step on every block with one step size.
+- **Gradient EM** (``fit_gradient_em``): E-step at theta_t (posteriors tau), then ``n_inner``
+  gradient-ascent steps on Q(. | theta_t) = sum_j sum_i tau_ji [log P(z=i | x_j) +
+  log f_i(y_j | x_j)], with step ``step_gate`` on the gate and ``step_expert`` on the experts.
+  As grad Q(theta | theta_t) at theta = theta_t equals grad l(theta_t) (Fisher's identity), one
+  inner step with equal block steps *is* gradient descent: the methods differ only through the
+  block step sizes and the inner steps.
+
+Gaussian-expert variances are updated on the log scale (``log nu <- log nu + eta nu g_nu / n``)
+so they stay positive; all other blocks take plain steps. A diverging run (objective NaN/inf)
+stops with ``stop_reason="non_finite"``, a :class:`~softmix.exceptions.ConvergenceWarning` and
+the last finite iterate; it is never returned as a success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from softmix._validation import check_int
+from softmix.core.em import run_em
+from softmix.core.result import FitResult
+from softmix.core.special import logsumexp
+from softmix.moe.experts import EXPERTS
+from softmix.moe.gating import add_intercept, gating_gradient
+from softmix.moe.mirror import check_step_size
+from softmix.moe.model import MoEParams, log_joint_design, penalty
+
+__all__ = ["StepSizeSearch", "fit_gd", "fit_gradient_em", "step_size_grid"]
+
+
+def _q_gradient(X1: np.ndarray, y: np.ndarray, params: MoEParams, tau: np.ndarray, ridge: float):
+    """Gradient of sum_j sum_i tau_ji log p(y_j, z=i | x_j; params) - penalty(params):
+    (gating (k, d+1), expert coefficients, variances or None)."""
+    g_gate = gating_gradient(X1, tau, params.gating)
+    g_coef, g_var = EXPERTS[params.expert].grad_log_prob(
+        X1, y, params.expert_coef, params.expert_variance, tau
+    )
+    if ridge:
+        g_gate = g_gate - ridge * params.gating
+        if EXPERTS[params.expert].is_classifier:
+            g_coef = g_coef - ridge * params.expert_coef
+    return g_gate, g_coef, g_var
+
+
+def _step(params: MoEParams, grads, step_gate: float, step_expert: float, n: int) -> MoEParams:
+    g_gate, g_coef, g_var = grads
+    var = params.expert_variance
+    if var is not None:
+        var = var * np.exp(step_expert * var * g_var / n)
+    return MoEParams(params.gating + step_gate * g_gate / n,
+                     params.expert_coef + step_expert * g_coef / n, var, params.expert)
+
+
+def _posterior_and_value(X1, y, params: MoEParams, ridge: float):
+    lj = log_joint_design(X1, y, params)
+    lse = logsumexp(lj, axis=1, keepdims=True)
+    return np.exp(lj - lse), float(np.sum(lse)) - penalty(params, ridge)
+
+
+def _is_finite(params: MoEParams) -> bool:
+    arrays = [params.gating, params.expert_coef]
+    if params.expert_variance is not None:
+        arrays.append(params.expert_variance)
+    return all(np.all(np.isfinite(a)) for a in arrays)
+
+
+def _run(X, y, params0, em_map, *, max_iter, tol, ridge, callback, init_method, name, warn):
+    """Drive ``em_map`` with overflow turned into a NaN objective (-> ``non_finite`` stop)."""
+    X1 = add_intercept(X)
+    y = np.asarray(y)
+
+    def guarded(params: MoEParams):
+        if not _is_finite(params):
+            return params, float("nan")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return em_map(X1, y, params)
+
+    def objective(params: MoEParams) -> float:
+        if not _is_finite(params):
+            return float("nan")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return _posterior_and_value(X1, y, params, ridge)[1]
+
+    result = run_em(params0, guarded, objective, max_iter=max_iter, tol=tol, monotone=False,
+                    callback=callback, init_method=init_method, name=name, warn=warn)
+    result.extra["log_likelihood"] = result.objective + penalty(result.params, ridge)
+    return result
+
+
+def fit_gd(
+    X: np.ndarray,
+    y: np.ndarray,
+    params0: MoEParams,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    ridge: float = 0.0,
+    step_size: float = 0.1,
+    callback: Callable[[int, MoEParams, float], object] | None = None,
+    init_method: str = "given",
+    warn: bool = True,
+) -> FitResult:
+    """Fit a mixture of experts by full-batch gradient descent with a fixed step.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        Real responses (Gaussian experts), 0/1 (logistic) or class indices (multinomial).
+    params0 : MoEParams
+        Start.
+    max_iter, tol : int, float
+        Driver settings (``tol=0`` runs exactly ``max_iter`` steps).
+    ridge : float
+        L2 penalty, as in :func:`softmix.moe.em.fit_em`.
+    step_size : float, default=0.1
+        Step on the normalised objective ``L = -loglik / n`` (finite, > 0). Tune it with
+        :func:`step_size_grid`.
+    callback, init_method, warn
+        As in :func:`softmix.moe.em.fit_em`.
+
+    Returns
+    -------
+    FitResult
+        ``history`` holds the penalised log-likelihood (a sum over samples, like EM's);
+        ``extra["log_likelihood"]`` the unpenalised one at ``params``.
+
+    Notes
+    -----
+    ``theta_{t+1} = theta_t + step_size * grad l(theta_t) / n`` with the gradient of
+    :func:`softmix.moe.model.gradient` (variances on the log scale, see the module docstring).
+    Gradient descent is not monotone: the objective may go down with a large step; a
+    divergence stops the run with ``stop_reason="non_finite"`` and a ConvergenceWarning.
+    """
+    step_size = check_step_size(step_size, "step_size")
+    n = np.shape(X)[0]
+
+    def gd_map(X1, y, params):
+        tau, value = _posterior_and_value(X1, y, params, ridge)
+        grads = _q_gradient(X1, y, params, tau, ridge)
+        return _step(params, grads, step_size, step_size, n), value
+
+    return _run(X, y, params0, gd_map, max_iter=max_iter, tol=tol, ridge=ridge, callback=callback,
+                init_method=init_method, name="MoE gradient descent", warn=warn)
+
+
+def fit_gradient_em(
+    X: np.ndarray,
+    y: np.ndarray,
+    params0: MoEParams,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    ridge: float = 0.0,
+    step_gate: float = 0.1,
+    step_expert: float = 0.1,
+    n_inner: int = 5,
+    callback: Callable[[int, MoEParams, float], object] | None = None,
+    init_method: str = "given",
+    warn: bool = True,
+) -> FitResult:
+    """Fit a mixture of experts by gradient EM.
+
+    Parameters
+    ----------
+    X, y, params0, max_iter, tol, ridge, callback, init_method, warn
+        As in :func:`fit_gd`.
+    step_gate, step_expert : float, default=0.1
+        Steps (finite, > 0) of the gate and expert blocks on the normalised Q-function.
+    n_inner : int, default=5
+        Gradient steps on Q(. | theta_t) per iteration (posteriors held at theta_t).
+
+    Returns
+    -------
+    FitResult
+        As :func:`fit_gd`.
+
+    Notes
+    -----
+    One iteration: tau = P(z | x, y; theta_t); then ``n_inner`` times
+    ``theta <- theta + eta_block * grad_theta Q(theta | theta_t) / n``. With ``n_inner=1`` and
+    ``step_gate == step_expert`` this is exactly :func:`fit_gd`.
+    """
+    step_gate = check_step_size(step_gate, "step_gate")
+    step_expert = check_step_size(step_expert, "step_expert")
+    n_inner = check_int(n_inner, "n_inner", low=1)
+    n = np.shape(X)[0]
+
+    def gem_map(X1, y, params):
+        tau, value = _posterior_and_value(X1, y, params, ridge)
+        new = params
+        for _ in range(n_inner):
+            new = _step(new, _q_gradient(X1, y, new, tau, ridge), step_gate, step_expert, n)
+        return new, value
+
+    return _run(X, y, params0, gem_map, max_iter=max_iter, tol=tol, ridge=ridge,
+                callback=callback, init_method=init_method, name="MoE gradient EM", warn=warn)
+
+
+@dataclass
+class StepSizeSearch:
+    """Outcome of :func:`step_size_grid`.
+
+    Attributes
+    ----------
+    best : float
+        The step whose run ended with the largest objective among the runs that did not
+        diverge.
+    objectives : dict
+        step -> final objective (``-inf`` for diverged runs).
+    stop_reasons : dict
+        step -> stop reason of its run.
+    best_result : FitResult
+        The run of ``best``.
+    """
+
+    best: float
+    objectives: dict
+    stop_reasons: dict
+    best_result: FitResult
+
+
+def step_size_grid(
+    fit: Callable[[float], FitResult], step_sizes: Iterable[float]
+) -> StepSizeSearch:
+    """Run ``fit(step)`` for every step of a grid and report the best.
+
+    Parameters
+    ----------
+    fit : callable
+        ``fit(step) -> FitResult``, e.g.
+        ``lambda s: fit_gd(X, y, params0, step_size=s, max_iter=100, tol=0, warn=False)``.
+        The objective of the result is maximised (a log-likelihood, as every softmix fit).
+    step_sizes : iterable of float
+        Candidate steps (each finite and > 0).
+
+    Returns
+    -------
+    StepSizeSearch
+        Runs that stop on a non-finite objective count as ``-inf``; if every run diverged a
+        ValueError asks for smaller steps.
+    """
+    steps = [check_step_size(s, "step_sizes") for s in step_sizes]
+    if not steps:
+        raise ValueError("step_sizes must hold at least one step size, got an empty grid.")
+    objectives, reasons, results = {}, {}, {}
+    for s in steps:
+        res = fit(s)
+        reasons[s] = res.stop_reason
+        objectives[s] = -np.inf if res.stop_reason == "non_finite" else float(res.objective)
+        results[s] = res
+    best = max(steps, key=lambda s: objectives[s])
+    if not np.isfinite(objectives[best]):
+        raise ValueError(
+            f"every step size of the grid {steps} diverged; try smaller step sizes."
+        )
+    return StepSizeSearch(best, objectives, reasons, results[best])
