@@ -23,6 +23,7 @@ __all__ = ["REGISTRY", "get_experiment", "names"]
 
 #: experiment name -> module (relative to this package). One line per reproduced claim.
 REGISTRY: dict[str, str] = {
+    "moe-em-vs-gd": "moe_em_vs_gd",
 }
 
 

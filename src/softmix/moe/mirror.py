@@ -51,7 +51,7 @@ from scipy import linalg
 from softmix._validation import check_array, check_choice, check_float, check_int
 from softmix.core.em import run_em
 from softmix.core.result import FitResult
-from softmix.core.solvers import newton_maximize
+from softmix.core.solvers import newton_direction, newton_maximize
 from softmix.core.special import expit, log_expit
 
 __all__ = [
@@ -71,7 +71,9 @@ __all__ = [
     "sym_gd_map",
     "sym_gradient",
     "sym_gradient_em_map",
+    "sym_hessian",
     "sym_log_likelihood",
+    "sym_mle",
     "sym_objective",
     "sym_posterior",
 ]
@@ -215,6 +217,33 @@ def missing_information(X: np.ndarray, y: np.ndarray, theta: np.ndarray, kind: s
     return _weighted_gram(V, r * (1.0 - r))
 
 
+def sym_hessian(X: np.ndarray, y: np.ndarray, theta: np.ndarray, kind: str) -> np.ndarray:
+    """Hessian of L, shape (2d, 2d): I_c - I_m (see the module docstring)."""
+    return complete_information(X, theta, kind) - missing_information(X, y, theta, kind)
+
+
+def sym_mle(
+    X: np.ndarray, y: np.ndarray, theta0: np.ndarray, kind: str, *, max_iter: int = 50,
+    gtol: float = 1e-12,
+) -> np.ndarray:
+    """Polish ``theta0`` (e.g. the end of an EM run) to a stationary point of L by Newton steps
+    with the exact Hessian I_c - I_m, falling back to an EM step whenever the Newton step does
+    not decrease L (so L never increases). Returns theta of shape (2d,)."""
+    theta = np.array(theta0, dtype=float)
+    value = sym_objective(X, y, theta, kind)
+    for _ in range(max_iter):
+        grad = sym_gradient(X, y, theta, kind)
+        if np.max(np.abs(grad)) <= gtol:
+            break
+        candidate = theta + newton_direction(-grad, -sym_hessian(X, y, theta, kind))
+        cand_value = sym_objective(X, y, candidate, kind)
+        if not cand_value <= value:
+            candidate = sym_em_step(X, y, theta, kind)
+            cand_value = sym_objective(X, y, candidate, kind)
+        theta, value = candidate, cand_value
+    return theta
+
+
 def missing_information_matrix(
     X: np.ndarray, y: np.ndarray, theta: np.ndarray, kind: str
 ) -> np.ndarray:
@@ -253,7 +282,13 @@ def _solve_logistic_moment(X: np.ndarray, target: np.ndarray, start: np.ndarray)
         p = expit(a)
         return value, target - X.T @ p / n, -_weighted_gram(X, p * (1.0 - p))
 
-    return newton_maximize(fun, start, max_iter=50, tol=1e-20).x
+    x = newton_maximize(fun, start, max_iter=50, tol=1e-16).x
+    # Two undamped Newton steps from the damped solution polish it to round-off (the damped
+    # solver's Armijo test cannot see gains below the round-off of the objective value).
+    for _ in range(2):
+        _, grad, hess = fun(x, 2)
+        x = x + newton_direction(grad, hess)
+    return x
 
 
 def sym_em_step(X: np.ndarray, y: np.ndarray, theta: np.ndarray, kind: str) -> np.ndarray:
