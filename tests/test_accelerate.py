@@ -1,0 +1,116 @@
+"""SQUAREM acceleration of the one EM driver (``run_em(..., accelerate="squarem")``)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from softmix.core.em import run_em
+
+# An EM-like linear map with two very different rates (the slow direction is what makes EM
+# slow): x -> x + c * (1 - x), objective -(w * (1 - x)^2).sum(), maximum at x = 1. Every map
+# step brings each coordinate closer to 1, so the objective never decreases (like exact EM).
+RATES = np.array([0.9, 0.02])
+WEIGHTS = np.array([1e8, 1.0])
+
+
+def linear_map(x):
+    e = 1.0 - x
+    return x + RATES * e, -float(np.sum(WEIGHTS * e**2))
+
+
+def linear_objective(x):
+    return -float(np.sum(WEIGHTS * (1.0 - x) ** 2))
+
+
+def identity(v):
+    return np.asarray(v, dtype=float)
+
+
+def fit(accelerate, **kw):
+    kw.setdefault("max_iter", 100_000)
+    kw.setdefault("tol", 1e-14)
+    return run_em(np.zeros(2), linear_map, linear_objective, accelerate=accelerate,
+                  to_vector=identity, from_vector=identity, **kw)
+
+
+def test_default_is_plain_em_unchanged():
+    plain = run_em(np.zeros(2), linear_map, linear_objective, max_iter=50, tol=0.0)
+    explicit = fit(None, max_iter=50, tol=0.0)
+    np.testing.assert_array_equal(plain.history, explicit.history)
+    np.testing.assert_array_equal(plain.params, explicit.params)
+    assert plain.extra == {}
+    # plain EM: one map evaluation per iteration, x_t = 1 - (1 - c)^t exactly
+    np.testing.assert_allclose(plain.params, 1 - (1 - RATES) ** 50)
+
+
+def test_squarem_same_optimum_far_fewer_map_evaluations_and_monotone():
+    plain = fit(None)
+    fast = fit("squarem")
+    assert plain.converged and fast.converged
+    np.testing.assert_allclose(fast.params, 1.0, atol=1e-6)
+    assert fast.objective >= plain.objective - 1e-9
+    assert fast.extra["n_map_evals"] * 10 < plain.n_iter
+    assert fast.n_decreases == 0 and np.all(np.diff(fast.history) >= 0)
+    assert len(fast.history) == fast.n_iter + 1
+
+
+def test_monotonicity_fallback_triggers_and_keeps_the_objective_monotone():
+    # the slow direction pushes the step length up until the extrapolation overshoots along the
+    # fast, heavily weighted direction: those cycles must fall back to plain EM.
+    fast = fit("squarem")
+    assert fast.extra["n_fallbacks"] >= 1
+    assert np.all(np.diff(fast.history) >= 0)
+
+
+def test_fallback_on_infeasible_extrapolation_is_exactly_two_plain_em_steps():
+    def reject(v):
+        raise ValueError("outside the parameter space")
+
+    acc = run_em(np.zeros(2), linear_map, linear_objective, max_iter=7, tol=0.0,
+                 accelerate="squarem", to_vector=identity, from_vector=reject)
+    plain = run_em(np.zeros(2), linear_map, linear_objective, max_iter=14, tol=0.0)
+    np.testing.assert_allclose(acc.params, plain.params, rtol=1e-15)
+    np.testing.assert_allclose(acc.history, plain.history[::2], rtol=1e-15)
+    assert acc.extra["n_fallbacks"] >= 3 and acc.extra["n_map_evals"] == 14
+
+
+def test_non_finite_objective_at_the_extrapolation_falls_back_without_warnings():
+    # the map is only defined on x <= 1; extrapolations beyond it report NaN
+    def guarded_map(x):
+        if np.any(x > 1.0 + 1e-12):
+            return x, float("nan")
+        e = 1.0 - x
+        return x + 0.5 * e**2, -float(np.sum(e**3))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = run_em(np.zeros(1), guarded_map, lambda x: -float(np.sum((1 - x) ** 3)),
+                     max_iter=200, tol=0.0, accelerate="squarem", to_vector=identity,
+                     from_vector=identity)
+    assert np.all(np.isfinite(res.history)) and np.all(np.diff(res.history) >= 0)
+    assert res.params[0] <= 1.0
+
+
+def test_max_iter_zero_returns_the_start():
+    res = fit("squarem", max_iter=0)
+    np.testing.assert_array_equal(res.params, np.zeros(2))
+    assert res.stop_reason == "init" and res.n_iter == 0
+    assert res.history.tolist() == [linear_objective(np.zeros(2))]
+
+
+def test_callback_sees_every_cycle():
+    seen = []
+    fit("squarem", max_iter=5, tol=0.0, callback=lambda t, p, v: seen.append((t, v)))
+    assert [t for t, _ in seen] == list(range(5))
+
+
+def test_bad_accelerate_name():
+    with pytest.raises(ValueError, match="accelerate must be None or 'squarem'"):
+        fit("anderson")
+
+
+def test_squarem_needs_the_vector_maps():
+    with pytest.raises(ValueError, match="needs to_vector and from_vector"):
+        run_em(np.zeros(2), linear_map, linear_objective, max_iter=5, tol=0.0,
+               accelerate="squarem")
