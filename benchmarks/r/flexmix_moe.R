@@ -3,7 +3,8 @@
 # Inputs (see benchmarks/_peers.py): X (n x d), y (n), post0 (n x K initial posteriors: the
 # first thing flexmix does is an M-step from them); params.json: K, iter_max, tol.
 # Output: ll (flexmix's logLik), iter, converged, seconds (fit only, timed inside R),
-# trace_ll, coef (d+1 x K), sigma (K), gating (d+1 x K, flexmix's gauge: component 1 = 0),
+# trace_ll, trace_t (elapsed seconds at each iteration), coef (d+1 x K), sigma (K),
+# gating (d+1 x K, flexmix's gauge: component 1 = 0),
 # post (n x K final posteriors are not returned to keep the file small).
 source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))), "_io.R"))
 suppressPackageStartupMessages(library(flexmix))
@@ -30,6 +31,7 @@ par <- parameters(m)                       # rows: coef.(Intercept), coef.x1.., 
 conc <- parameters(m, which = "concomitant")  # rows: (Intercept), x1..; column 1 is 0
 write_out(list(ll = as.numeric(logLik(m)), df = attr(logLik(m), "df"), iter = m@iter,
                converged = m@converged, seconds = sec, trace_ll = flexmix_trace_env$ll,
+               trace_t = flexmix_trace_env$t,
                K_final = length(m@components),
                coef = unname(par[seq_len(d + 1), , drop = FALSE]),
                sigma = unname(par[d + 2, ]),
