@@ -31,9 +31,9 @@ import numpy as np
 from scipy import linalg
 
 __all__ = [
+    "SOLVERS",
     "DMMResult",
     "MomentProjectionError",
-    "SOLVERS",
     "dmm",
     "gauss_quadrature",
     "in_moment_space",

@@ -6,26 +6,29 @@ solutions are combined is **[chosen]** by us, the paper's rule was not available
 1. whiten the design (:func:`softmix.softmax_mixture.moments.whiten`);
 2. estimate the d = min(K, L) dimensional span of the whitened atoms from the top eigenvectors of
    ``M2 = sum_j f_j (z_j z_j' - I)``;
-3. **reference direction [chosen]**: run 1-D DMM along each eigenvector and along a few random
-   unit directions of the span, and keep the direction whose K recovered atoms are best separated
-   (largest minimum gap, after the number of atoms recovered). Projections of distinct atoms on a
-   generic direction are distinct, so the best of several is well separated; the weights of the
-   estimate are the DMM weights along this direction;
-4. **coordinates by pairing [chosen]**: complete the reference direction ``v_1`` to an orthonormal
-   basis ``v_1..v_d`` of the span. For each other axis ``v_l`` run DMM along ``v_l`` (atoms
-   ``a_l``) and along ``(v_1 + v_l)/sqrt(2)`` (atoms ``b_l``), and give reference atom k the
-   coordinate ``a_l[s(k)]`` for the assignment s that minimises
-   ``W1({(a_1k + a_l,s(k))/sqrt2, w_k}, DMM along (v_1+v_l)/sqrt2) + W1({a_l,s(k), w_k}, DMM along v_l)``
-   (both 1-D Wasserstein distances in the same units). All permutations are tried when the axis
-   shows K atoms, all maps when it shows fewer (two atoms may project to one point);
-   K <= 5 keeps this at most 5^5 candidates. Why: it needs only 2(d - 1) + a few 1-D problems
-   (polynomial in L, exponential in K only through DMM itself, as the paper warns), every piece is
-   the 1-D estimator whose rate is known, and the W1 criterion uses the weights as well as the atoms;
+3. **candidate reference directions [chosen]**: each eigenvector of M2 and a few random unit
+   directions of the span. Along each, 1-D DMM (orders 1..2K-1, projection weighted by
+   ``diag(1/r!)``) gives atoms ``a_k`` and weights ``w_k``; atoms lighter than ``0.1/K`` count as
+   not recovered, and the heaviest atom is split until there are K (``n_recovered`` says how many
+   were genuinely found);
+4. **other coordinates from cross moments [chosen]**: complete the direction ``v_1`` to an
+   orthonormal basis ``v_1..v_d`` of the span. Orthogonal coordinates of a standard Gaussian are
+   independent, so ``sum_j f_j He_r(v_1' z_j) (v_l' z_j) ~= sum_k alpha_k a_k^r c_kl``
+   (r = 0..K-1): a K x K linear system ``V c_l = m_l`` with ``V[r, k] = w_k a_k^r`` gives every
+   coordinate ``c_kl`` at once (minimum-norm least squares with a singular-value cut-off, so
+   near-coincident reference atoms share a coordinate instead of diverging). Each candidate
+   direction yields a full estimate; the one with the largest softmax-mixture log-likelihood is
+   kept. Why: the coordinates off the reference axis need moments of order <= K only (the
+   Hermite noise grows like r!), no combinatorial pairing of per-axis solutions, and the cost
+   is polynomial in L (O(p L K) per candidate); the one 1-D problem per candidate is where the
+   paper's "exponential in K" degradation lives. (We first tried pairing per-axis DMM solutions
+   through DMM along ``(v_1 + v_l)/sqrt2`` in W1; with the finite-p noise of p = 2e4 the
+   per-axis solutions were too poor for the pairing to be reliable.)
 5. map back: ``theta_k = Sigma^{-1/2} B c_k`` with B the basis.
 
-If the reference direction shows fewer than K atoms, the heaviest atom is split in two
-(``+-`` a tenth of the radius along the reference direction, its weight halved) and
-``n_recovered`` says how many were genuinely found.
+Splitting: the heaviest atom becomes two at ``+-`` a tenth of the radius along the reference
+direction, each with half its weight. Atom norms are capped at ``sqrt(log p)`` (an atom of larger
+norm has effective sample size < 1: the latent moments say nothing about it).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from softmix.core.special import log_softmax, logsumexp
 from softmix.softmax_mixture.dmm import DMMResult, dmm
+from softmix.softmax_mixture.model import SoftmaxMixtureParams, log_likelihood
 from softmix.softmax_mixture.moments import (
     DesignDiagnostics,
     design_diagnostics,
@@ -49,7 +52,7 @@ from softmix.softmax_mixture.moments import (
     whiten,
 )
 
-__all__ = ["MAX_MOM_COMPONENTS", "MomentEstimate", "method_of_moments", "direction_radius"]
+__all__ = ["MAX_MOM_COMPONENTS", "MomentEstimate", "direction_radius", "method_of_moments"]
 
 #: [chosen] The largest K the moment method accepts: it needs Hermite moments up to order 2K - 1,
 #: whose sampling variance grows like (2K - 1)! (9! ~ 3.6e5 at K = 5); beyond that use the
@@ -105,32 +108,47 @@ def direction_radius(m2_along: float, n_components: int, n_alternatives: int) ->
     return float(min(max(r, 0.1), math.sqrt(math.log(max(n_alternatives, 3)))))
 
 
+#: [chosen] Weight matrix of the DMM projection: diag(1 / r!), the inverse variance of He_r(Z) for
+#: a standard Gaussian Z. Both noises of the latent moments (sampling, O(1/N), and finite-p
+#: design, O(exp(||theta||^2)/p)) scale like that, so high orders are trusted less; with the
+#: identity weight the projection tends to explain high-order noise by a spurious far atom of tiny
+#: weight.
+_HERMITE_WEIGHTS = {
+    k: np.diag([1.0 / math.factorial(r) for r in range(1, 2 * k)])
+    for k in range(1, MAX_MOM_COMPONENTS + 1)
+}
+
+
 def _dmm_along(z, counts, u, k) -> DMMResult:
     m = latent_moments(z, counts, u, 2 * k - 1)
-    return dmm(m, direction_radius(m[1] if m.size > 1 else m[0] ** 2, k, z.shape[0]))
+    radius = direction_radius(m[1] if m.size > 1 else m[0] ** 2, k, z.shape[0])
+    return dmm(m, radius, weight_matrix=_HERMITE_WEIGHTS[k])
 
 
-def _separation(res: DMMResult) -> tuple[int, float]:
-    gap = float(np.min(np.diff(res.atoms))) if res.n_atoms > 1 else 0.0
-    return res.n_atoms, gap
+#: [chosen] A 1-D atom with weight below MIN_WEIGHT_FRACTION / K counts as not recovered: its
+#: position is not identified by the moments (the projection often parks noise in such a far,
+#: light atom), and its cross coordinates would be divided by its weight.
+MIN_WEIGHT_FRACTION = 0.1
 
 
-def _split_to(res: DMMResult, k: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    atoms, weights = list(res.atoms), list(res.weights)
+def _split_to(res: DMMResult, k: int, radius: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """K atoms from a 1-D solution: light atoms dropped, then the heaviest split until K."""
+    keep = res.weights >= MIN_WEIGHT_FRACTION / k
+    atoms, weights = list(res.atoms[keep]), list(res.weights[keep] / res.weights[keep].sum())
+    n_found = len(atoms)
     while len(atoms) < k:
         i = int(np.argmax(weights))
         a, w = atoms.pop(i), weights.pop(i)
         atoms += [a - 0.1 * radius, a + 0.1 * radius]
         weights += [w / 2, w / 2]
     order = np.argsort(atoms)
-    return np.asarray(atoms)[order], np.asarray(weights)[order]
+    return np.asarray(atoms)[order], np.asarray(weights)[order], n_found
 
 
-def _white_log_likelihood(z, counts, weights, atoms_white) -> float:
-    """Softmax-mixture log-likelihood in whitened coordinates (equal to the original one:
-    ``x_j' theta = z_j' theta' + const`` per class and the softmax ignores the constant)."""
-    log_pi = log_softmax(z @ atoms_white.T, axis=0) + np.log(np.maximum(weights, 1e-300))
-    return float(np.asarray(counts, float) @ logsumexp(log_pi, axis=1))
+#: [chosen] Relative singular-value cut-off of the cross-moment solve: when two reference atoms
+#: (nearly) coincide their columns are (nearly) collinear and the minimum-norm solution shares
+#: the coordinate between them instead of sending them to +-infinity.
+_CROSS_RCOND = 1e-3
 
 
 def _cross_coordinates(z, counts, basis, ref_atoms, ref_weights) -> np.ndarray:
@@ -147,7 +165,7 @@ def _cross_coordinates(z, counts, basis, ref_atoms, ref_weights) -> np.ndarray:
     he = np.vstack([np.ones((1, s.shape[0])), hermite_polynomials(s[:, 0], max(k - 1, 1))])[:k]
     rhs = (he * f) @ s[:, 1:]  # (K, d - 1)
     v = ref_weights[None, :] * ref_atoms[None, :] ** np.arange(k)[:, None]
-    sol, *_ = np.linalg.lstsq(v, rhs, rcond=1e-10)
+    sol, *_ = np.linalg.lstsq(v, rhs, rcond=_CROSS_RCOND)
     return sol  # (K, d - 1)
 
 
@@ -215,7 +233,7 @@ def method_of_moments(
     for u in cands:
         ref = _dmm_along(z, counts, u, k)
         radius = direction_radius(float(latent_moments(z, counts, u, 2)[1]), k, z.shape[0])
-        ref_atoms, ref_weights = _split_to(ref, k, radius)
+        ref_atoms, ref_weights, n_found = _split_to(ref, k, radius)
         # orthonormal basis of the span with u first
         q, _ = linalg.qr(np.column_stack([span.T @ u, np.eye(d)]))
         basis = span @ q[:, :d]
@@ -228,9 +246,10 @@ def method_of_moments(
         # an atom of norm > sqrt(log p) has ESS < 1: nothing about it is estimable; shrink it
         norms = np.linalg.norm(atoms_white, axis=1, keepdims=True)
         atoms_white *= np.minimum(1.0, r_max / np.maximum(norms, 1e-300))
-        score = _white_log_likelihood(z, counts, ref_weights, atoms_white)
+        # x_j' theta = z_j' theta' + const per class: the likelihood is the same in z
+        score = log_likelihood(z, counts, SoftmaxMixtureParams(ref_weights, atoms_white))
         if best is None or score > best[0]:
-            best = (score, ref_weights, atoms_white, basis, ref.n_atoms)
+            best = (score, ref_weights, atoms_white, basis, n_found)
     _, weights, atoms_white, basis, n_recovered = best
     n_dmm = len(cands)
     directions = basis

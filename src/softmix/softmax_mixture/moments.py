@@ -35,19 +35,19 @@ from scipy import linalg
 from softmix.core.special import logsumexp
 
 __all__ = [
-    "Whitening",
-    "whiten",
-    "hermite_polynomials",
-    "latent_moments",
-    "latent_moment_covariance",
-    "second_moment_matrix",
-    "estimate_subspace",
-    "subspace_distance",
-    "DesignDiagnostics",
-    "design_diagnostics",
-    "effective_sample_size",
     "GAUSSIAN_TOLERANCE",
     "MIN_EFFECTIVE_SAMPLE_SIZE",
+    "DesignDiagnostics",
+    "Whitening",
+    "design_diagnostics",
+    "effective_sample_size",
+    "estimate_subspace",
+    "hermite_polynomials",
+    "latent_moment_covariance",
+    "latent_moments",
+    "second_moment_matrix",
+    "subspace_distance",
+    "whiten",
 ]
 
 #: [chosen] A design is called "far from Gaussian" when some normalised Hermite coefficient
