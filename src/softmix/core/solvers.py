@@ -160,28 +160,39 @@ def multinomial_logistic_objective(
     ``hess_{kl} = -design' diag(m P_k (delta_kl - P_l)) design - ridge I``.
     """
     design = np.asarray(design, dtype=float)
-    labels = np.asarray(soft_labels, dtype=float)
-    n, p = design.shape
-    k = labels.shape[1]
-    coef = np.asarray(coef, dtype=float).reshape(k, p)
-    w = _row_weights(sample_weight, n)
-    a = labels * w[:, None]
-    m = a.sum(axis=1)
+    a, m = _label_mass(soft_labels, sample_weight)
+    return _mlogit(np.asarray(coef, dtype=float), design, a, m, ridge, order)
+
+
+def _label_mass(soft_labels, sample_weight) -> tuple[np.ndarray, np.ndarray]:
+    """``a = w * s`` (n, K) and its row sums ``m`` (n,), computed once per M-step."""
+    a = np.asarray(soft_labels, dtype=float)
+    if sample_weight is not None:
+        a = a * np.asarray(sample_weight, dtype=float)[:, None]
+    return a, a.sum(axis=1)
+
+
+def _mlogit(coef, design, a, m, ridge, order):
+    """:func:`multinomial_logistic_objective` with ``a`` and ``m`` precomputed."""
+    p = design.shape[1]
+    k = a.shape[1]
+    coef = coef.reshape(k, p)
     logp = log_softmax(design @ coef.T, axis=1)
     free = coef[:-1]
-    value = float(np.sum(a * logp)) - 0.5 * ridge * float(np.sum(free * free))
+    value = float(np.einsum("ij,ij->", a, logp)) - 0.5 * ridge * float(np.sum(free * free))
     if order == 0:
         return value
-    prob = np.exp(logp)
-    grad = (a[:, :-1] - m[:, None] * prob[:, :-1]).T @ design - ridge * free
+    mp = np.exp(logp[:, :-1]) * m[:, None]  # m_i P_ik for the free classes
+    grad = (a[:, :-1] - mp).T @ design - ridge * free
     if order == 1:
         return value, grad
     km = k - 1
+    prob = mp / np.where(m > 0, m, 1.0)[:, None]
     hess = np.empty((km, p, km, p))
     for i in range(km):
         for j in range(i, km):
-            c = m * prob[:, i] * ((1.0 if i == j else 0.0) - prob[:, j])
-            block = -(design * c[:, None]).T @ design
+            c = mp[:, i] * ((1.0 if i == j else 0.0) - prob[:, j])
+            block = -(design.T * c) @ design
             hess[i, :, j, :] = block
             if j != i:
                 hess[j, :, i, :] = block.T
@@ -262,9 +273,11 @@ def fit_multinomial_logistic(
     k = labels.shape[1]
     x0 = np.zeros((k - 1) * p) if coef0 is None else np.asarray(coef0, float)[:-1].ravel()
 
+    a, m = _label_mass(labels, sample_weight)
+
     def fun(x, order):
         coef = np.vstack([x.reshape(k - 1, p), np.zeros((1, p))])
-        out = multinomial_logistic_objective(coef, design, labels, sample_weight, ridge, order)
+        out = _mlogit(coef, design, a, m, ridge, order)
         if order == 0:
             return out
         return (out[0], out[1].ravel()) + tuple(out[2:])
