@@ -25,10 +25,9 @@ def _match(fit: MoEParams, truth: MoEParams):
         err = np.abs(fit.expert_coef[list(perm)] - truth.expert_coef).max()
         if best is None or err < best[0]:
             best = (err, list(perm))
-    perm = best[1]
-    gating = fit.gating[perm] - fit.gating[perm][-1]
-    return (np.abs(gating - truth.gating), np.abs(fit.expert_coef[perm] - truth.expert_coef),
-            np.abs(fit.expert_variance[perm] - truth.expert_variance))
+    fit = fit.permute(best[1])
+    return (np.abs(fit.gating - truth.gating), np.abs(fit.expert_coef - truth.expert_coef),
+            np.abs(fit.expert_variance - truth.expert_variance))
 
 
 @pytest.mark.parametrize("expert", EXPERT_TYPES)

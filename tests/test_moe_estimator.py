@@ -176,6 +176,7 @@ def test_predict_proba_needs_a_classification_expert(gaussian_fit):
         ({"solver": "newton"}, ValueError, "solver must be one of"),
         ({"init": "spectral"}, ValueError, "init must be one of"),
         ({"init": "near_truth"}, ValueError, "needs the true parameters"),
+        ({"truth": make_gaussian_moe(5, random_state=0)[2]}, ValueError, "only used by"),
         ({"n_init": 0}, ValueError, "n_init must be >= 1"),
         ({"max_iter": -1}, ValueError, "max_iter must be >= 0"),
         ({"tol": -1.0}, ValueError, "tol must be >= 0"),

@@ -145,3 +145,14 @@ def test_sampler_follows_the_gate_and_the_experts():
                           params.expert_coef[z])
     for i in range(2):
         assert np.var(resid[z == i]) == pytest.approx(params.expert_variance[i], rel=0.05)
+
+
+@pytest.mark.parametrize("expert", EXPERT_TYPES)
+def test_permute_keeps_the_density_and_the_gauge(expert):
+    X, y, params = make_moe(50, 2, 3, expert=expert, random_state=8)
+    perm = params.permute([2, 0, 1])
+    assert np.all(perm.gating[-1] == 0)
+    np.testing.assert_allclose(log_joint(X, y, perm), log_joint(X, y, params)[:, [2, 0, 1]])
+    np.testing.assert_allclose(perm.permute([1, 2, 0]).gating, params.gating, atol=1e-12)
+    with pytest.raises(ValueError, match="permutation"):
+        params.permute([0, 0, 1])

@@ -201,6 +201,11 @@ class MixtureOfExperts:
                 "init='near_truth' needs the true parameters: pass truth=<MoEParams> "
                 f"(got truth={self.truth!r}); for real data use init='random' or 'kmeans'."
             )
+        if self.truth is not None and self.init != "near_truth":
+            raise ValueError(
+                f"truth is only used by init='near_truth', but init={self.init!r}; drop truth= "
+                "or use init='near_truth'."
+            )
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable or None, got {type(self.callback)}.")
         solver = SOLVERS[self.solver]

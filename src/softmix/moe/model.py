@@ -131,6 +131,21 @@ class MoEParams:
         k, d = self.n_experts, self.n_features
         return (k - 1) * (d + 1) + k * get_expert(self.expert).n_params(d, self.n_classes)
 
+    def permute(self, order) -> MoEParams:
+        """The same model with experts reordered (``new expert i = old expert order[i]``).
+
+        The gating is moved back to the gauge of the new last expert (its row subtracted from
+        every row), so the conditional density is unchanged.
+        """
+        order = np.asarray(order, dtype=np.intp)
+        if sorted(order.tolist()) != list(range(self.n_experts)):
+            raise ValueError(
+                f"order must be a permutation of 0..{self.n_experts - 1}, got {order.tolist()}."
+            )
+        gating = self.gating[order]
+        var = None if self.expert_variance is None else self.expert_variance[order]
+        return MoEParams(gating - gating[-1], self.expert_coef[order], var, self.expert)
+
     def replace(self, **changes) -> MoEParams:
         """A copy with some fields replaced (validated again)."""
         return dataclasses.replace(self, **changes)
