@@ -23,6 +23,9 @@ __all__ = ["REGISTRY", "get_experiment", "names"]
 
 #: experiment name -> module (relative to this package). One line per reproduced claim.
 REGISTRY: dict[str, str] = {
+    "smm-rates": "smm_rates",
+    "smm-components": "smm_components",
+    "smm-cost": "smm_cost",
     "moe-em-vs-gd": "moe_em_vs_gd",
 }
 

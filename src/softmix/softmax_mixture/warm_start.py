@@ -65,6 +65,7 @@ __all__ = [
     "WARM_STARTS",
     "auto_choice",
     "auto_init",
+    "floor_weights",
     "mom_init",
     "subspace_init",
 ]
@@ -86,7 +87,9 @@ def _identified(features: np.ndarray):
     return design.working_features, (lambda atoms: atoms @ basis.T)
 
 
-def _floor_weights(weights: np.ndarray) -> np.ndarray:
+def floor_weights(weights: np.ndarray) -> np.ndarray:
+    """Weights floored at ``1/(10K)`` and renormalised [chosen]: a zero-weight component is a
+    fixed point of EM, so a start must give every component some mass."""
     k = weights.size
     w = np.maximum(weights, 1.0 / (10.0 * k))
     return w / w.sum()
@@ -131,7 +134,7 @@ def mom_init(
             stacklevel=2,
         )
         return subspace_init(features, counts, n_components, rng)
-    return SoftmaxMixtureParams(_floor_weights(est.weights), back(est.atoms))
+    return SoftmaxMixtureParams(floor_weights(est.weights), back(est.atoms))
 
 
 def subspace_init(
