@@ -1,0 +1,51 @@
+"""The moe-voronoi experiment (quick grid) and the recovery it rests on."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from softmix import MixtureOfExperts
+from softmix.datasets import make_gaussian_moe, paper_gaussian_moe_params
+from softmix.experiments import moe_voronoi
+from softmix.experiments.runner import run_experiment
+from softmix.metrics import voronoi_d1, voronoi_loss
+
+
+def test_quick_run_k2_slope_and_outputs(tmp_path):
+    folder, rows, summary = run_experiment("moe-voronoi", quick=True, seed=0, out=tmp_path)
+    for name in ("config.json", "results.csv", "summary.md", "moe_voronoi_loss.png",
+                 "moe_voronoi_parameters.png"):
+        assert (folder / name).exists(), name
+    config = moe_voronoi.Config.quick()
+    assert {r["k"] for r in rows} == {2, 3, 4}
+    s = moe_voronoi.slopes(rows, 2, "near_truth")
+    # whole quick grid n = 100..3e4, no points dropped (seeds 0-7 give -0.44..-0.57);
+    # the paper: -0.64 on n = 100..1e5
+    assert -0.9 <= s["slope_mean"] <= -0.35
+    assert -0.9 <= s["slope_median"] <= -0.35
+    assert len(s["n"]) == len(config.n_grid[2])
+    # every fit has a finite loss, the infimum never exceeds the authors' variant near the truth
+    for r in rows:
+        assert np.isfinite(r["loss"]) and r["loss"] <= r["loss_no_inf"] * (1 + 1e-12)
+    assert f"{s['slope_mean']:.3f}" in summary and "-0.638" in summary
+
+
+def test_d1_small_after_fitting_the_paper_model_at_n_1e4():
+    truth = paper_gaussian_moe_params()
+    X, y, _ = make_gaussian_moe(10_000, x_distribution="grid", random_state=0)
+    near = MixtureOfExperts(2, init="near_truth", truth=truth, random_state=0).fit(X, y)
+    d1 = voronoi_d1(near.params_, truth)
+    # the paper's mean D1 at n = 1e4 is about 0.05 (0.73 at n = 100); our mean there is 0.04
+    assert d1 < 0.15
+    # our default start (random partition) with a few restarts finds the same optimum
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default = MixtureOfExperts(2, n_init=3, random_state=0).fit(X, y)
+    assert voronoi_d1(default.params_, truth) < 0.15
+    assert default.log_likelihood_ == pytest.approx(near.log_likelihood_, rel=1e-6)
+    res = voronoi_loss(near.params_, truth, kind="d1")
+    assert res.cell_size.tolist() == [1, 1]
+    # parametric rate at n = 1e4: every expert's a, b, nu within a few n^{-1/2}
+    assert np.max(res.a_error) < 1.0 and np.max(res.b_error) < 0.5
+    assert np.max(res.nu_error) < 0.02
