@@ -346,6 +346,25 @@ def voronoi_loss(
     at kinks; see ``_voronoi_t1``). Translations of either model's gating and relabelling of
     either model's experts leave the ``"mass"``-gauge loss with the infimum unchanged.
 
+    Differences from the authors' code (``infimum=False`` otherwise matches it): cells use the
+    Euclidean distance between whole atoms, as the paper defines them (their code sums the
+    per-block norms; the two differ only near ties), and cell sizes are counted per true
+    expert, so empty cells cannot misalign the exponents.
+
+    Examples
+    --------
+    A redundant expert that splits the reference expert of the paper's model (same density):
+
+    >>> import numpy as np
+    >>> truth = dict(beta0=[-8.0, 0.0], beta1=[25.0, 0.0], a=[-20.0, 20.0], b=[15.0, -5.0],
+    ...              nu=[0.09, 0.16])
+    >>> split = dict(beta0=[-8.0 + np.log(2.0), 0.0, 0.0], beta1=[25.0, 0.0, 0.0],
+    ...              a=[-20.0, 20.0, 20.0], b=[15.0, -5.0, -5.0], nu=[0.09, 0.16, 0.16])
+    >>> round(voronoi_d2(split, truth), 12)                # the paper's loss
+    0.0
+    >>> round(voronoi_d2(split, truth, infimum=False), 4)  # stuck at |2 - 1|
+    1.0003
+
     References
     ----------
     Nguyen, Nguyen & Ho (2023), "Demystifying Softmax Gating Function in Gaussian Mixture of
