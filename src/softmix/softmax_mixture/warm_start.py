@@ -47,7 +47,6 @@ import numpy as np
 from softmix.exceptions import SoftmixWarning
 from softmix.softmax_mixture.dmm import MomentProjectionError
 from softmix.softmax_mixture.em import fit_em, prepare_design
-from softmix.softmax_mixture.init import random_init
 from softmix.softmax_mixture.model import SoftmaxMixtureParams
 from softmix.softmax_mixture.mom import MAX_MOM_COMPONENTS, method_of_moments
 from softmix.softmax_mixture.moments import (
@@ -172,6 +171,9 @@ def subspace_init(
                 np.full(n_components, 1.0 / n_components), white.to_original(g @ span.T)
             )
         else:
+            # imported here: init.py imports this module to register the warm starts
+            from softmix.softmax_mixture.init import random_init
+
             start = random_init(x, counts, n_components, rng)
         res = fit_em(x, counts, start, max_iter=n_screen_iter, tol=0.0, warn=False)
         if best is None or res.objective > best.objective:
@@ -179,11 +181,15 @@ def subspace_init(
     return SoftmaxMixtureParams(best.params.weights, back(best.params.atoms))
 
 
+def _has_cvxpy() -> bool:
+    return importlib.util.find_spec("cvxpy") is not None
+
+
 def auto_choice(features: np.ndarray, counts: np.ndarray, n_components: int) -> tuple[str, str]:
     """The start ``init="auto"`` uses here, and why: ``("mom" | "subspace", reason)``."""
     if n_components > AUTO_MOM_MAX_COMPONENTS:
         return "subspace", f"K = {n_components} > {AUTO_MOM_MAX_COMPONENTS}"
-    if importlib.util.find_spec("cvxpy") is None:
+    if not _has_cvxpy():
         return "subspace", "cvxpy is not installed (pip install 'softmix[mom]')"
     x, _ = _identified(features)
     design = _design_check(whiten(x).z, counts, n_components)
