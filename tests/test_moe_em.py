@@ -163,3 +163,21 @@ def test_no_runtime_warnings_on_a_steep_gate():
         warnings.simplefilter("error", RuntimeWarning)
         res = fit_em(X, y, steep, max_iter=20, tol=1e-8, warn=False)
     assert np.isfinite(res.objective) and res.n_decreases == 0
+
+
+def test_one_gaussian_expert_is_ordinary_least_squares():
+    X, y, _ = make_moe(300, 2, 2, random_state=10)
+    model = MixtureOfExperts(1, random_state=0).fit(X, y)
+    X1 = np.column_stack([np.ones(300), X])
+    coef, rss, *_ = np.linalg.lstsq(X1, y, rcond=None)
+    np.testing.assert_allclose(model.expert_coef_[0], coef, rtol=1e-10)
+    assert model.expert_variance_[0] == pytest.approx(rss[0] / 300, rel=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(20))
+def test_recovery_at_n_1e4_over_seeds(seed):
+    X, y, truth = make_gaussian_moe(10_000, random_state=seed)
+    model = MixtureOfExperts(2, n_init=2, random_state=seed).fit(X, y)
+    e_gate, e_coef, e_var = _match(model.params_, truth)
+    assert e_gate.max() < 0.08 * 25 and e_coef.max() < 0.3 and e_var.max() < 0.02
