@@ -51,9 +51,9 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        """CI grid: p = 3,000, L = 4, N = 10^5, K = 2..4, 2 reps (seconds)."""
+        """CI grid: p = 3,000, L = 4, N = 10^5, K = 2..4, 1 rep (seconds)."""
         return cls(n_alternatives=3_000, n_features=4, n_samples=100_000, k_grid=(2, 3, 4),
-                   n_reps=2)
+                   n_reps=1)
 
 
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
