@@ -114,3 +114,36 @@ def test_squarem_needs_the_vector_maps():
     with pytest.raises(ValueError, match="needs to_vector and from_vector"):
         run_em(np.zeros(2), linear_map, linear_objective, max_iter=5, tol=0.0,
                accelerate="squarem")
+
+
+# --- fast path: row-wise logsumexp / log_softmax over few columns (core.special) -------------
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 16, 17])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_few_column_logsumexp_matches_scipy(k, dtype):
+    from scipy import special as sp
+
+    from softmix.core.special import log_softmax, logsumexp
+
+    a = (np.random.default_rng(k).standard_normal((500, k)) * 200).astype(dtype)
+    rtol = 1e-13 if dtype == np.float64 else 1e-5
+    got = logsumexp(a, axis=1)
+    assert got.dtype == dtype and got.shape == (500,)
+    np.testing.assert_allclose(got, sp.logsumexp(a, axis=1), rtol=rtol)
+    np.testing.assert_allclose(logsumexp(a, axis=-1, keepdims=True),
+                               sp.logsumexp(a, axis=1, keepdims=True), rtol=rtol)
+    np.testing.assert_allclose(log_softmax(a, axis=1), sp.log_softmax(a, axis=1),
+                               rtol=rtol, atol=1e-10 if dtype == np.float64 else 1e-3)
+
+
+def test_few_column_logsumexp_non_finite_rows_without_warnings():
+    from softmix.core.special import log_softmax, logsumexp
+
+    a = np.array([[-np.inf, -np.inf, -np.inf], [np.inf, 0.0, 1.0], [np.nan, 1.0, 2.0],
+                  [-np.inf, 2.0, -np.inf]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = logsumexp(a, axis=1)
+        ls = log_softmax(a[3:], axis=1)
+    assert out[0] == -np.inf and out[1] == np.inf and np.isnan(out[2]) and out[3] == 2.0
+    np.testing.assert_array_equal(ls, [[-np.inf, 0.0, -np.inf]])
