@@ -43,11 +43,12 @@ import importlib.util
 import warnings
 
 import numpy as np
+from scipy import linalg
 
 from softmix.exceptions import SoftmixWarning
 from softmix.softmax_mixture.dmm import MomentProjectionError
-from softmix.softmax_mixture.em import fit_em, prepare_design
-from softmix.softmax_mixture.model import SoftmaxMixtureParams
+from softmix.softmax_mixture.em import fit_em
+from softmix.softmax_mixture.model import SoftmaxMixtureParams, unidentified_directions
 from softmix.softmax_mixture.mom import MAX_MOM_COMPONENTS, method_of_moments
 from softmix.softmax_mixture.moments import (
     MIN_EFFECTIVE_SAMPLE_SIZE,
@@ -78,12 +79,17 @@ SUBSPACE_SCREEN_ITER = 5
 
 
 def _identified(features: np.ndarray):
-    """Features restricted to their identified directions, and the map of atoms back."""
-    design = prepare_design(features, warn=False)
-    if design.basis is None:
+    """Features restricted to their identified directions, and the map of atoms back.
+
+    Directions c with ``x_j' c`` constant over j (a constant column...) carry no information
+    (:func:`~softmix.softmax_mixture.model.unidentified_directions`); the starts are built on an
+    orthonormal basis Q of their complement and returned as ``Q theta`` (zero along them).
+    """
+    null = unidentified_directions(features)
+    if null.shape[1] == 0:
         return features, (lambda atoms: atoms)
-    basis = design.basis
-    return design.working_features, (lambda atoms: atoms @ basis.T)
+    basis = linalg.null_space(null.T)
+    return features @ basis, (lambda atoms: atoms @ basis.T)
 
 
 def floor_weights(weights: np.ndarray) -> np.ndarray:
