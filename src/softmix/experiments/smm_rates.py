@@ -152,7 +152,7 @@ def plot(rows: list[dict], config: Config, out_dir) -> list[Path]:
     ns = np.array(sorted({r["n_samples"] for r in rows}), float)
     ref = [r for r in rows if r["method"] == "em_mom"] or rows
     anchor = np.median([r["atom_error"] for r in ref if r["n_samples"] == ns[-1]])
-    ax.loglog(ns, anchor * np.sqrt(ns[-1] / ns), "k:", label="N^{-1/2}")
+    ax.loglog(ns, anchor * np.sqrt(ns[-1] / ns), "k:", label=r"$N^{-1/2}$")
     ax.set_xlabel("N (number of draws)")
     ax.set_ylabel("median max-atom error")
     ax.set_title(
