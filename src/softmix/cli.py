@@ -3,7 +3,7 @@
 Commands::
 
     softmix demo [--n-samples N] [--n-alternatives P] [--n-features L] [--n-components K] [--seed S]
-    softmix reproduce NAME [--quick] [--seed S] [--out DIR]
+    softmix reproduce NAME [--quick] [--seed S] [--out DIR] [--idx-dir DIR]
     softmix list
 """
 
@@ -42,6 +42,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         progress=_progress_bar(args.name),
+        overrides={"idx_dir": args.idx_dir} if args.idx_dir is not None else None,
     )
     print(summary)
     print(f"\nwrote {folder}/ (config.json, results.csv, summary.md, figures)")
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--quick", action="store_true", help="small grid (minutes, for CI)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", default="results")
+    rep.add_argument("--idx-dir", default=None, metavar="DIR",
+                     help="folder of MNIST/Fashion-MNIST IDX files (moe-inverted-images)")
     rep.set_defaults(func=_cmd_reproduce)
 
     lst = sub.add_parser("list", help="list the reproducible experiments")

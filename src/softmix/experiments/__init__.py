@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "smm-components": "smm_components",
     "smm-cost": "smm_cost",
     "moe-em-vs-gd": "moe_em_vs_gd",
+    "moe-inverted-images": "moe_inverted_images",
     "moe-voronoi": "moe_voronoi",
 }
 

@@ -39,8 +39,13 @@ def run_experiment(
     out: str | Path = "results",
     progress: Callable[[int, int], None] | None = None,
     plots: bool = True,
+    overrides: dict | None = None,
 ) -> tuple[Path, list[dict], str]:
     """Run experiment ``name`` and write its outputs under ``out/name``.
+
+    ``overrides`` replaces fields of the experiment's Config (e.g. ``{"idx_dir": "data/"}``
+    from ``softmix reproduce NAME --idx-dir data/``); a field the Config does not have is a
+    ValueError naming the experiment's fields.
 
     Returns ``(folder, rows, summary_markdown)``.
     """
@@ -48,6 +53,15 @@ def run_experiment(
 
     module = get_experiment(name)
     config = module.Config.quick() if quick else module.Config()
+    if overrides:
+        fields = {f.name for f in dataclasses.fields(config)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(
+                f"experiment {name!r} has no setting {', '.join(unknown)}; its Config fields "
+                f"are: {', '.join(sorted(fields))}."
+            )
+        config = dataclasses.replace(config, **overrides)
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
