@@ -185,3 +185,21 @@ def test_generator_draws_from_the_model(kind):
         assert abs(np.mean(y**2) - np.mean((X @ beta) ** 2 + 1)) < 0.1
     again = make_sym_mixture_of_experts(20000, 2, kind=kind, random_state=5)
     np.testing.assert_array_equal(again[1], y)
+
+
+def test_max_iter_zero_returns_the_start():
+    X, y, _, theta = problem("linear", n=100)
+    fit = m.fit_symmetric(X, y, theta, max_iter=0)
+    assert fit.stop_reason == "init" and np.array_equal(fit.params, theta)
+    assert fit.history[0] == pytest.approx(-m.sym_objective(X, y, theta, "linear"))
+
+
+def test_generator_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="beta must have shape"):
+        make_sym_mixture_of_experts(10, 3, beta=np.ones(2))
+    with pytest.raises(ValueError, match="kind"):
+        make_sym_mixture_of_experts(10, 3, kind="probit")
+    with pytest.raises(ValueError, match="n_samples"):
+        make_sym_mixture_of_experts(0, 3)
+    with pytest.raises(ValueError, match="beta_norm"):
+        make_sym_mixture_of_experts(10, 3, beta_norm=-1.0)
