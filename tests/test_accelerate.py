@@ -147,3 +147,38 @@ def test_few_column_logsumexp_non_finite_rows_without_warnings():
         ls = log_softmax(a[3:], axis=1)
     assert out[0] == -np.inf and out[1] == np.inf and np.isnan(out[2]) and out[3] == 2.0
     np.testing.assert_array_equal(ls, [[-np.inf, 0.0, -np.inf]])
+
+
+# --- fast path: Gaussian-expert weighted least squares by Cholesky (moe.experts) -------------
+
+def _lstsq(X1, y, w):
+    root = np.sqrt(w)
+    return np.linalg.lstsq(X1 * root[:, None], y * root, rcond=None)[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_least_squares_matches_lstsq(seed):
+    from softmix.moe.experts import weighted_least_squares
+
+    rng = np.random.default_rng(seed)
+    X1 = np.column_stack([np.ones(500), rng.standard_normal((500, 4)) * [1, 10, 0.1, 3]])
+    y = X1 @ rng.standard_normal(5) + rng.standard_normal(500)
+    w = rng.random(500)
+    w[:50] = 0.0
+    np.testing.assert_allclose(weighted_least_squares(X1, y, w), _lstsq(X1, y, w),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_weighted_least_squares_falls_back_on_ill_conditioned_designs():
+    from softmix.moe.experts import weighted_least_squares
+
+    rng = np.random.default_rng(0)
+    x = rng.random(200)
+    X1 = np.column_stack([np.ones(200), x, x + 1e-9 * rng.standard_normal(200)])  # cond ~1e9
+    y = 1.0 + 2.0 * x + 0.01 * rng.standard_normal(200)
+    w = rng.random(200)
+    got = weighted_least_squares(X1, y, w)
+    np.testing.assert_allclose(got, _lstsq(X1, y, w), rtol=1e-6)
+    # exactly collinear columns: lstsq's minimum-norm solution, finite
+    X2 = np.column_stack([np.ones(200), x, x])
+    np.testing.assert_allclose(weighted_least_squares(X2, y, w), _lstsq(X2, y, w), rtol=1e-8)
