@@ -296,6 +296,125 @@ def make_inverted_digits(
     return splits
 
 
+# --- softmax mixtures (Bing, Bunea, Niles-Weed & Wegkamp 2024) --------------------------------
+
+
+from dataclasses import dataclass as _dataclass
+
+
+@_dataclass(frozen=True)
+class SoftmaxMixtureData:
+    """A simulated softmax mixture and its truth (see :func:`make_softmax_mixture`).
+
+    Attributes
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+        The design X, rows x_j ~ N(0, I_L).
+    choices : ndarray of shape (n_samples,) or None
+        The draws Y_i (None when made with ``return_choices=False``).
+    counts : ndarray of shape (n_alternatives,)
+        n_j = #{i : Y_i = j} (int64).
+    weights : ndarray of shape (n_components,)
+        True mixing weights alpha.
+    atoms : ndarray of shape (n_components, n_features)
+        True atoms theta_k.
+    """
+
+    features: np.ndarray
+    choices: np.ndarray | None
+    counts: np.ndarray
+    weights: np.ndarray
+    atoms: np.ndarray
+
+    @property
+    def params(self):
+        """The truth as a :class:`softmix.softmax_mixture.SoftmaxMixtureParams`."""
+        from softmix.softmax_mixture.model import SoftmaxMixtureParams
+
+        return SoftmaxMixtureParams(self.weights, self.atoms)
+
+
+def make_softmax_mixture(
+    n_samples: int,
+    n_alternatives: int,
+    n_features: int,
+    n_components: int,
+    *,
+    separation: float = 1.0,
+    weights=None,
+    return_choices: bool = True,
+    random_state=None,
+) -> SoftmaxMixtureData:
+    """Simulate a softmax mixture with a Gaussian design, returning the truth.
+
+    Parameters
+    ----------
+    n_samples : int
+        N, the number of draws (>= 0). With ``return_choices=False`` the counts are drawn in
+        O(p K) memory, so N = 10^9 is fine.
+    n_alternatives : int
+        p, the number of alternatives (>= 2).
+    n_features : int
+        L, the dimension of the features and atoms.
+    n_components : int
+        K, the number of classes.
+    separation : float
+        The norm ``||theta_k||`` of every atom (> 0) [chosen]. Directions: when K <= L, a random
+        orthonormal set (so all pairwise distances are exactly ``separation * sqrt(2)``);
+        when K > L, i.i.d. uniform on the sphere. With a N(0, I) design, the finite-p
+        difficulty grows like ``exp(separation**2)`` (spec section 3): keep it <= ~1.5.
+    weights : array-like of shape (n_components,), optional
+        True weights. Default [chosen]: proportional to ``K, K+1, ..., 2K-1`` (distinct, so a
+        table of matched components is readable, and ``min alpha >= 1/(3K)``).
+    return_choices : bool
+        Also draw the N individual choices (O(N) memory; the counts are then their bincount).
+    random_state : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    SoftmaxMixtureData
+    """
+    from softmix._validation import check_array, check_float
+    from softmix.softmax_mixture.model import (
+        SoftmaxMixtureParams,
+        sample_choices,
+        sample_counts,
+    )
+
+    n_samples = check_int(n_samples, "n_samples", low=0)
+    n_alternatives = check_int(n_alternatives, "n_alternatives", low=2)
+    n_features = check_int(n_features, "n_features", low=1)
+    n_components = check_int(n_components, "n_components", low=1)
+    separation = check_float(separation, "separation", low=0.0, low_inclusive=False)
+    rng = check_random_state(random_state)
+    if weights is None:
+        weights = np.arange(n_components, 2 * n_components, dtype=float)
+        weights /= weights.sum()
+    else:
+        weights = check_array(weights, "weights", ndim=1)
+        if weights.shape != (n_components,):
+            raise ValueError(
+                f"weights must have shape (n_components,) = ({n_components},), got "
+                f"{weights.shape}."
+            )
+    features = rng.standard_normal((n_alternatives, n_features))
+    if n_components <= n_features:
+        q, r = np.linalg.qr(rng.standard_normal((n_features, n_components)))
+        directions = (q * np.sign(np.diag(r))).T
+    else:
+        directions = rng.standard_normal((n_components, n_features))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    params = SoftmaxMixtureParams(weights, separation * directions)
+    if return_choices:
+        choices = sample_choices(features, params, n_samples, rng)
+        counts = np.bincount(choices, minlength=n_alternatives).astype(np.int64)
+    else:
+        choices = None
+        counts = sample_counts(features, params, n_samples, rng)
+    return SoftmaxMixtureData(features, choices, counts, params.weights.copy(),
+                              params.atoms.copy())
+
+
 # --- softmax-gated mixtures of experts (Nguyen, Nguyen, Ho 2023; general MoE for tests) --------
 
 

@@ -477,3 +477,135 @@ def voronoi_d2(
     ``infimum=False`` is the authors' variant (t0 = t1 = 0, reference gauge).
     """
     return voronoi_loss(fitted, true, kind="d2", infimum=infimum, gauge=gauge, rbar=rbar).value
+
+
+# ---------------------------------------------------------------------------------------------
+# Softmax mixtures (Bing, Bunea, Niles-Weed & Wegkamp 2024): matching, errors, W1, subspaces
+# ---------------------------------------------------------------------------------------------
+
+
+def _atoms_pair(estimated_atoms, true_atoms) -> tuple[np.ndarray, np.ndarray]:
+    est = check_array(estimated_atoms, "estimated_atoms", ndim=(1, 2))
+    tru = check_array(true_atoms, "true_atoms", ndim=(1, 2))
+    est = est[:, None] if est.ndim == 1 else est
+    tru = tru[:, None] if tru.ndim == 1 else tru
+    if est.shape != tru.shape:
+        raise ValueError(
+            f"estimated_atoms and true_atoms must have the same shape (K, L), got {est.shape} "
+            f"and {tru.shape}. Fit as many components as there are true ones."
+        )
+    return est, tru
+
+
+def match_components(estimated_atoms, true_atoms) -> np.ndarray:
+    """Permutation matching estimated to true components (Hungarian assignment).
+
+    Parameters
+    ----------
+    estimated_atoms, true_atoms : array-like of shape (K, L) (or (K,) for L = 1)
+
+    Returns
+    -------
+    perm : ndarray of shape (K,), int
+        ``estimated_atoms[perm[k]]`` is matched to ``true_atoms[k]``; the permutation minimises
+        ``sum_k ||estimated_atoms[perm[k]] - true_atoms[k]||_2``
+        (:func:`scipy.optimize.linear_sum_assignment`).
+    """
+    est, tru = _atoms_pair(estimated_atoms, true_atoms)
+    cost = np.linalg.norm(tru[:, None, :] - est[None, :, :], axis=2)  # (true, est)
+    rows, cols = optimize.linear_sum_assignment(cost)
+    perm = np.empty(tru.shape[0], dtype=np.int64)
+    perm[rows] = cols
+    return perm
+
+
+def atom_error(estimated_atoms, true_atoms, reduce: str = "max") -> float:
+    """Err_theta: the matched atom error ``max_k`` (or ``mean_k``) ``||theta_hat - theta_k||_2``.
+
+    Components are matched by :func:`match_components` (spec section 4).
+    """
+    reduce = check_choice(reduce, "reduce", ("max", "mean"))
+    est, tru = _atoms_pair(estimated_atoms, true_atoms)
+    errors = np.linalg.norm(est[match_components(est, tru)] - tru, axis=1)
+    return float(errors.max() if reduce == "max" else errors.mean())
+
+
+def weight_error(est_weights, est_atoms, true_weights, true_atoms) -> float:
+    """Err_alpha = ``||alpha_hat_sigma - alpha||_1`` after matching the atoms."""
+    est, tru = _atoms_pair(est_atoms, true_atoms)
+    a_hat = check_array(est_weights, "est_weights", ndim=1)
+    a = check_array(true_weights, "true_weights", ndim=1)
+    if a_hat.shape != (est.shape[0],) or a.shape != (tru.shape[0],):
+        raise ValueError(
+            f"est_weights and true_weights must have shape (K,) = ({tru.shape[0]},), got "
+            f"{a_hat.shape} and {a.shape}."
+        )
+    return float(np.abs(a_hat[match_components(est, tru)] - a).sum())
+
+
+def wasserstein1(weights_a, atoms_a, weights_b, atoms_b) -> float:
+    """W1 between the discrete measures ``sum_i a_i delta_{theta_i}`` and ``sum_k b_k delta_{eta_k}``.
+
+    Parameters
+    ----------
+    weights_a : array-like of shape (K_a,), on the simplex
+    atoms_a : array-like of shape (K_a, L) (or (K_a,) for L = 1)
+    weights_b : array-like of shape (K_b,), on the simplex
+    atoms_b : array-like of shape (K_b, L)
+
+    Returns
+    -------
+    float
+        ``min_P sum_ik P_ik ||theta_i - eta_k||_2`` over couplings P >= 0 with margins a and b:
+        a K_a x K_b transport LP (:func:`scipy.optimize.linprog`, HiGHS).
+    """
+    wa = check_array(weights_a, "weights_a", ndim=1)
+    wb = check_array(weights_b, "weights_b", ndim=1)
+    xa = check_array(atoms_a, "atoms_a", ndim=(1, 2))
+    xb = check_array(atoms_b, "atoms_b", ndim=(1, 2))
+    xa = xa[:, None] if xa.ndim == 1 else xa
+    xb = xb[:, None] if xb.ndim == 1 else xb
+    for name, w, x in (("a", wa, xa), ("b", wb, xb)):
+        if w.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"weights_{name} has {w.shape[0]} entries but atoms_{name} has {x.shape[0]} rows."
+            )
+        if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-8:
+            raise ValueError(f"weights_{name} must be on the simplex (>= 0, sum 1), got {w}.")
+    if xa.shape[1] != xb.shape[1]:
+        raise ValueError(f"atoms_a and atoms_b must have the same dimension, got {xa.shape[1]} "
+                         f"and {xb.shape[1]}.")
+    ka, kb = xa.shape[0], xb.shape[0]
+    cost = np.linalg.norm(xa[:, None, :] - xb[None, :, :], axis=2)
+    a_eq = np.zeros((ka + kb, ka * kb))
+    for i in range(ka):
+        a_eq[i, i * kb : (i + 1) * kb] = 1.0
+    for k in range(kb):
+        a_eq[ka + k, k::kb] = 1.0
+    res = optimize.linprog(cost.ravel(), A_eq=a_eq, b_eq=np.concatenate([wa / wa.sum(),
+                           wb / wb.sum()]), bounds=(0, None), method="highs")
+    if res.status != 0:  # pragma: no cover - a transport LP with valid margins is feasible
+        raise RuntimeError(f"wasserstein1: the transport LP failed: {res.message}")
+    return float(max(res.fun, 0.0))
+
+
+def subspace_error(basis_hat, basis) -> float:
+    """``||P_hat - P||_op``: operator-norm distance of the orthogonal projectors on two spans.
+
+    Parameters
+    ----------
+    basis_hat, basis : array-like of shape (L, K)
+        Columns spanning each subspace (orthonormalised here, so any basis works).
+
+    Returns
+    -------
+    float in [0, 1]
+        The sine of the largest principal angle (1 when the dimensions differ).
+    """
+    u_hat = check_array(basis_hat, "basis_hat", ndim=2)
+    u = check_array(basis, "basis", ndim=2)
+    if u_hat.shape[0] != u.shape[0]:
+        raise ValueError(f"basis_hat and basis must have the same number of rows L, got "
+                         f"{u_hat.shape} and {u.shape}.")
+    q_hat, q = np.linalg.qr(u_hat)[0], np.linalg.qr(u)[0]
+    return float(np.linalg.norm(q_hat @ q_hat.T - q @ q.T, ord=2))

@@ -54,6 +54,7 @@ def newton_maximize(
     tol: float = 1e-10,
     max_halvings: int = 40,
     armijo: float = 1e-4,
+    max_step: float | None = None,
 ) -> NewtonResult:
     """Maximise a smooth concave function by damped Newton.
 
@@ -68,6 +69,10 @@ def newton_maximize(
         Newton iterations. ``max_iter=1`` is one safeguarded Newton step.
     tol : float
         Stop when the Newton decrement ``grad' d / 2 <= tol * max(1, |value|)``.
+    max_step : float, optional
+        Cap on the Euclidean norm of the full Newton step (the direction is shrunk to this
+        length first, then halved as usual). Guards against the huge steps of a nearly singular
+        Hessian (e.g. a softmax concentrated on one alternative). None: no cap.
 
     Returns
     -------
@@ -80,6 +85,10 @@ def newton_maximize(
     for it in range(1, max_iter + 1):
         value, grad, hess = fun(x, 2)
         direction = newton_direction(grad, hess)
+        if max_step is not None:
+            norm = float(np.linalg.norm(direction))
+            if norm > max_step:
+                direction = direction * (max_step / norm)
         decrement = float(grad @ direction)
         if decrement / 2.0 <= tol * max(1.0, abs(value)):
             return NewtonResult(x, float(value), it - 1, True)

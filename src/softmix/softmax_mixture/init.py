@@ -1,0 +1,139 @@
+"""Starting points for softmax-mixture EM.
+
+:data:`INITIALISERS` maps a name to ``init(features, counts, n_components, rng) ->
+SoftmaxMixtureParams``. This module registers ``"random"``; the moment-based warm starts of the
+paper (``"mom"``, ``"subspace"``, ``"auto"``) are registered by the modules that implement them,
+by adding entries to this dict. :func:`resolve_init` turns the estimator's ``init`` argument (a
+registered name, a :class:`SoftmaxMixtureParams` or a dict with ``weights``/``atoms``) into
+parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from softmix.softmax_mixture.model import SoftmaxMixtureParams, weighted_covariance
+
+__all__ = ["INITIALISERS", "Initialiser", "random_init", "resolve_init"]
+
+Initialiser = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], SoftmaxMixtureParams]
+
+#: [chosen] Smallest root-mean-square distance of the random atoms from their centre, so the
+#: components start apart (identical atoms are a fixed point of EM) even when the data show no
+#: spread.
+MIN_RANDOM_SPREAD = 0.1
+#: [chosen] Largest one: beyond ``||theta'|| ~ 2`` a softmax over a whitened design is already
+#: very peaked, and for heavy-tailed designs the excess-variance estimate below is meaningless.
+MAX_RANDOM_SPREAD = 2.0
+
+
+def random_init(
+    features: np.ndarray, counts: np.ndarray, n_components: int, rng: np.random.Generator
+) -> SoftmaxMixtureParams:
+    """Random start at a scale matched to the data [chosen, documented in the README].
+
+    Weights are uniform. Atoms are ``theta_k = theta_0 + Sigma^{-1/2} g_k`` with
+    ``g_k ~ N(0, s^2 I_L / L)`` i.i.d. (so ``E ||Sigma^{1/2}(theta_k - theta_0)||^2 = s^2``), where
+
+    - ``Sigma = Cov(x)`` over the p alternatives (unweighted), pseudo-inverted on its range;
+    - ``theta_0 = Sigma^{-1}(xbar_n - xbar)`` with ``xbar_n = sum_j f_j x_j`` the mean chosen
+      feature (``f = counts / N``): for a Gaussian design, the single-class atom;
+    - ``s^2 = tr(Sigma^{-1} Cov_f(x)) - rank(Sigma)`` clipped to ``[MIN_RANDOM_SPREAD^2,
+      MAX_RANDOM_SPREAD^2]``: the variance of the chosen features in excess of the design's
+      own, which for a Gaussian design is the between-class spread
+      ``sum_k alpha_k ||Sigma^{1/2}(theta_k - theta_bar)||^2``.
+
+    Cost O(p L^2) (two L x L covariances), whatever N is.
+    """
+    freq = counts / counts.sum()
+    mean = features.mean(axis=0)
+    sigma = weighted_covariance(features, mean=mean) / features.shape[0]
+    values, vectors = np.linalg.eigh(sigma)
+    keep = values > values[-1] * 1e-10
+    inv_sqrt = vectors[:, keep] / np.sqrt(values[keep])  # (L, r): Sigma^{-1/2} on the range
+    chosen_mean = features.T @ freq
+    centre = inv_sqrt @ (inv_sqrt.T @ (chosen_mean - mean))
+    chosen_cov = weighted_covariance(features, freq, chosen_mean)
+    excess = float(np.trace(inv_sqrt.T @ chosen_cov @ inv_sqrt)) - int(keep.sum())
+    spread2 = min(max(excess, MIN_RANDOM_SPREAD**2), MAX_RANDOM_SPREAD**2)
+    draws = rng.standard_normal((n_components, int(keep.sum()))) * np.sqrt(spread2 / keep.sum())
+    atoms = centre + draws @ inv_sqrt.T
+    return SoftmaxMixtureParams(np.full(n_components, 1.0 / n_components), atoms)
+
+
+#: name -> initialiser. Moment-based starts ("mom", "subspace", "auto") are added by their
+#: own modules (softmix.softmax_mixture.dmm / moments); keep this the one registry.
+INITIALISERS: dict[str, Initialiser] = {
+    "random": random_init,
+}
+
+
+def _params_from_user(init, n_components: int, n_features: int) -> SoftmaxMixtureParams:
+    if isinstance(init, Mapping):
+        missing = {"weights", "atoms"} - set(init)
+        if missing:
+            raise ValueError(
+                f"init given as a dict must have keys 'weights' and 'atoms'; missing "
+                f"{sorted(missing)}."
+            )
+        try:
+            init = SoftmaxMixtureParams(np.asarray(init["weights"]), np.asarray(init["atoms"]))
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"init: {exc}") from exc
+    if init.n_components != n_components or init.n_features != n_features:
+        raise ValueError(
+            f"init must have n_components={n_components} components of dimension "
+            f"n_features={n_features} (atoms of shape ({n_components}, {n_features})), got "
+            f"atoms of shape {init.atoms.shape}."
+        )
+    return init
+
+
+def resolve_init(
+    init,
+    features: np.ndarray,
+    counts: np.ndarray,
+    n_components: int,
+    rng: np.random.Generator,
+) -> tuple[SoftmaxMixtureParams, str]:
+    """Starting parameters and the name to record for them.
+
+    Parameters
+    ----------
+    init : str, SoftmaxMixtureParams or dict
+        A key of :data:`INITIALISERS`, or user-given parameters (a dict needs ``weights`` of
+        shape (K,) on the simplex and ``atoms`` of shape (K, L)); user-given starts are recorded
+        as ``"given"``.
+    features : ndarray of shape (p, L)
+    counts : ndarray of shape (p,)
+    n_components : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    params : SoftmaxMixtureParams
+    name : str
+    """
+    if isinstance(init, str):
+        if init not in INITIALISERS:
+            raise ValueError(
+                f"init must be one of {sorted(INITIALISERS)} or starting parameters "
+                f"(SoftmaxMixtureParams or a dict with 'weights' and 'atoms'); got {init!r}."
+            )
+        return INITIALISERS[init](features, counts, n_components, rng), init
+    if isinstance(init, (SoftmaxMixtureParams, Mapping)):
+        return _params_from_user(init, n_components, features.shape[1]), "given"
+    raise TypeError(
+        f"init must be a str, a SoftmaxMixtureParams or a dict with 'weights' and 'atoms'; got "
+        f"{type(init).__name__}."
+    )
+
+
+# The moment-based warm starts of issue 3 ("mom", "subspace", "auto"; their rules and fallbacks
+# are documented in softmix.softmax_mixture.warm_start). Imported last: warm_start needs this
+# module's random_init.
+from softmix.softmax_mixture.warm_start import WARM_STARTS
+
+INITIALISERS.update(WARM_STARTS)

@@ -1,0 +1,388 @@
+"""The softmax mixture model: parameters, (log-)probabilities, log-likelihood on counts, sampler.
+
+Model (Bing, Bunea, Niles-Weed and Wegkamp, "Learning large softmax mixtures with warm start EM",
+arXiv 2409.09903): p alternatives with known features ``x_j`` in R^L (the rows of the design
+``features``, shape (p, L)), K latent classes with weights ``alpha`` (a point of the simplex) and
+atoms ``theta_k`` in R^L::
+
+    pi_j(theta) = exp(x_j' theta) / sum_l exp(x_l' theta)          (class choice probabilities)
+    P(Y = j)    = sum_k alpha_k pi_j(theta_k)                      (mixture)
+
+The counts ``n_j = #{i : Y_i = j}`` are sufficient: every function here takes the p-vector of
+counts, so the cost is O(p L K) whatever the number of observations N is. Everything is computed
+in log space (column log-softmax, logsumexp over components).
+
+Identifiability: atoms are identified up to a permutation of the components and, when some
+``c != 0`` has ``x_j' c`` constant over j (a constant column, collinear columns), only up to
+adding multiples of such ``c``: :func:`unidentified_directions` finds them once (eigen-decomposition
+of the centred Gram matrix), and the EM of :mod:`softmix.softmax_mixture.em` fits in the
+identified subspace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from softmix._validation import check_array, check_int, check_random_state
+from softmix.core.special import log_softmax, logsumexp
+
+__all__ = [
+    "SIMPLEX_ATOL",
+    "UNIDENTIFIED_RTOL",
+    "SoftmaxMixtureParams",
+    "design_spectrum",
+    "log_class_probabilities",
+    "log_likelihood",
+    "log_mixture_probabilities",
+    "log_responsibilities",
+    "params_from_vector",
+    "params_to_vector",
+    "sample_choices",
+    "sample_counts",
+    "unidentified_directions",
+    "weighted_covariance",
+]
+
+#: Tolerance on ``|sum(weights) - 1|`` accepted by :class:`SoftmaxMixtureParams`.
+SIMPLEX_ATOL = 1e-8
+
+#: [chosen] A direction ``c`` (unit norm) is called unidentified when the variance of ``x_j' c``
+#: over the p alternatives is below ``UNIDENTIFIED_RTOL`` times the largest such variance, i.e.
+#: the centred design has a singular value below ``sqrt(1e-10) = 1e-5`` times its largest.
+UNIDENTIFIED_RTOL = 1e-10
+
+#: Rows per block when forming L x L Gram matrices, so no (p, L) temporary is ever allocated.
+_CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class SoftmaxMixtureParams:
+    """Parameters of a K-component softmax mixture.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixing weights ``alpha``: non-negative, summing to one (within ``SIMPLEX_ATOL``; they
+        are renormalised to sum exactly to one).
+    atoms : ndarray of shape (n_components, n_features)
+        Atoms ``theta_k``, one row per component.
+
+    Raises
+    ------
+    ValueError
+        Non-finite values, wrong shapes, negative weights or weights not summing to one.
+    """
+
+    weights: np.ndarray
+    atoms: np.ndarray
+
+    def __post_init__(self) -> None:
+        weights = check_array(self.weights, "weights", ndim=1)
+        atoms = check_array(self.atoms, "atoms", ndim=2)
+        if atoms.shape[0] != weights.shape[0]:
+            raise ValueError(
+                f"weights and atoms must describe the same number of components: weights has "
+                f"shape {weights.shape}, atoms has shape {atoms.shape} (expected (K,) and (K, L))."
+            )
+        if atoms.shape[1] < 1:
+            raise ValueError(f"atoms must have at least one column, got shape {atoms.shape}.")
+        if np.any(weights < 0):
+            raise ValueError(
+                f"weights must be non-negative, got {weights}. Give a point of the simplex."
+            )
+        total = float(weights.sum())
+        if abs(total - 1.0) > SIMPLEX_ATOL:
+            raise ValueError(
+                f"weights must sum to 1, got sum {total!r}. Normalise them (weights / sum)."
+            )
+        weights = weights / total
+        weights.setflags(write=False)
+        atoms = atoms.copy() if atoms is self.atoms else atoms
+        atoms.setflags(write=False)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "atoms", atoms)
+
+    @property
+    def n_components(self) -> int:
+        """K, the number of components."""
+        return int(self.weights.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """L, the dimension of the atoms (number of columns of the design)."""
+        return int(self.atoms.shape[1])
+
+    def canonical(self) -> SoftmaxMixtureParams:
+        """The same mixture with components in a fixed order.
+
+        Order: decreasing weight, ties broken by increasing first, then second... atom coordinate.
+        Two parameter sets describing the same mixing measure have equal canonical forms.
+        """
+        keys = [self.atoms[:, i] for i in range(self.n_features - 1, -1, -1)] + [-self.weights]
+        order = np.lexsort(keys)
+        return SoftmaxMixtureParams(self.weights[order], self.atoms[order])
+
+    def n_free_parameters(self, features: np.ndarray | None = None) -> int:
+        """Number of free parameters, for BIC/AIC.
+
+        ``K - 1`` weights plus ``K * (L - r)`` atom coordinates, where ``r`` is the number of
+        unidentified directions of ``features`` (0 when ``features`` is None).
+        """
+        r = 0 if features is None else unidentified_directions(features).shape[1]
+        return self.n_components - 1 + self.n_components * (self.n_features - r)
+
+
+def log_class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarray:
+    """Per-class log choice probabilities ``log pi_j(theta_k)``.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+    atoms : ndarray of shape (n_components, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_alternatives, n_components)
+        Column k is the log-softmax of ``features @ atoms[k]`` over the p alternatives.
+    """
+    return log_softmax(features @ atoms.T, axis=0)
+
+
+def _log_weights(weights: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):  # a zero weight is a legitimate -inf log-weight
+        return np.log(weights)
+
+
+def log_mixture_probabilities(features: np.ndarray, params: SoftmaxMixtureParams) -> np.ndarray:
+    """Mixture log choice probabilities ``log P(Y = j) = log sum_k alpha_k pi_j(theta_k)``.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+    params : SoftmaxMixtureParams
+
+    Returns
+    -------
+    ndarray of shape (n_alternatives,)
+    """
+    joint = log_class_probabilities(features, params.atoms) + _log_weights(params.weights)
+    return logsumexp(joint, axis=1)
+
+
+def log_responsibilities(features: np.ndarray, params: SoftmaxMixtureParams) -> np.ndarray:
+    """Posterior log class probabilities given each alternative, ``log P(Z = k | Y = j)``.
+
+    Returns
+    -------
+    ndarray of shape (n_alternatives, n_components)
+        Rows sum (in probability) to one. A row whose mixture probability underflows to zero
+        for every component (an alternative the model considers impossible) is uniform.
+    """
+    joint = log_class_probabilities(features, params.atoms) + _log_weights(params.weights)
+    log_mix = logsumexp(joint, axis=1, keepdims=True)
+    impossible = ~np.isfinite(log_mix[:, 0])
+    if np.any(impossible):
+        out = np.empty_like(joint)
+        out[~impossible] = joint[~impossible] - log_mix[~impossible]
+        out[impossible] = -np.log(joint.shape[1])
+        return out
+    return joint - log_mix
+
+
+def _dot_counts(counts: np.ndarray, log_probs: np.ndarray) -> float:
+    """sum_j n_j log_probs_j with 0 * (-inf) = 0 (the xlogy convention, in log space)."""
+    return float(counts @ np.where(counts > 0, log_probs, 0.0))
+
+
+def log_likelihood(features: np.ndarray, counts: np.ndarray, params: SoftmaxMixtureParams) -> float:
+    """Observed log-likelihood ``sum_j n_j log P(Y = j)`` from counts.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+    counts : ndarray of shape (n_alternatives,)
+        ``n_j``, how many observations chose alternative j.
+    params : SoftmaxMixtureParams
+
+    Returns
+    -------
+    float
+        Zero counts contribute nothing, even where ``P(Y = j)`` underflows to 0; a positive count
+        on an alternative of probability 0 gives ``-inf``. The multinomial coefficient is omitted
+        (the likelihood of the ordered sample ``Y_1..Y_N``).
+    """
+    return _dot_counts(counts, log_mixture_probabilities(features, params))
+
+
+def _class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarray:
+    probs = np.exp(log_class_probabilities(features, atoms))
+    return probs / probs.sum(axis=0, keepdims=True)  # exact normalisation for the samplers
+
+
+def sample_counts(
+    features: np.ndarray,
+    params: SoftmaxMixtureParams,
+    n_samples: int,
+    random_state=None,
+) -> np.ndarray:
+    """Counts of ``n_samples`` i.i.d. draws from the mixture, in O(p K) memory.
+
+    ``N_k ~ Multinomial(N, alpha)`` draws per class, then ``counts = sum_k Multinomial(N_k,
+    pi(theta_k))``: exactly the distribution of the counts of N draws, without ever holding N
+    numbers (N = 10^9 costs the same memory as N = 10).
+
+    Returns
+    -------
+    ndarray of shape (n_alternatives,), dtype int64
+    """
+    n_samples = check_int(n_samples, "n_samples", low=0)
+    rng = check_random_state(random_state)
+    per_class = rng.multinomial(n_samples, params.weights)
+    probs = _class_probabilities(features, params.atoms)
+    counts = np.zeros(features.shape[0], dtype=np.int64)
+    for k, n_k in enumerate(per_class):
+        if n_k:
+            counts += rng.multinomial(n_k, probs[:, k])
+    return counts
+
+
+def sample_choices(
+    features: np.ndarray,
+    params: SoftmaxMixtureParams,
+    n_samples: int,
+    random_state=None,
+    *,
+    return_labels: bool = False,
+):
+    """``n_samples`` i.i.d. choices from the mixture, in random order.
+
+    Returns
+    -------
+    choices : ndarray of shape (n_samples,), dtype int64
+        Alternatives in ``[0, n_alternatives)``.
+    labels : ndarray of shape (n_samples,), dtype int64
+        The latent class of each draw (only when ``return_labels=True``).
+    """
+    n_samples = check_int(n_samples, "n_samples", low=0)
+    rng = check_random_state(random_state)
+    labels = rng.choice(params.n_components, size=n_samples, p=params.weights)
+    probs = _class_probabilities(features, params.atoms)
+    choices = np.empty(n_samples, dtype=np.int64)
+    for k in range(params.n_components):
+        idx = np.flatnonzero(labels == k)
+        if idx.size:
+            choices[idx] = rng.choice(features.shape[0], size=idx.size, p=probs[:, k])
+    labels = labels.astype(np.int64)
+    return (choices, labels) if return_labels else choices
+
+
+def params_to_vector(params: SoftmaxMixtureParams) -> np.ndarray:
+    """Pack parameters into an unconstrained vector (for SQUAREM, L-BFGS...).
+
+    Layout: ``[log(alpha_1/alpha_K), ..., log(alpha_{K-1}/alpha_K), atoms.ravel()]``, length
+    ``K - 1 + K * L``. Inverse: :func:`params_from_vector`.
+
+    Raises
+    ------
+    ValueError
+        When a weight is zero (its log-ratio would be infinite).
+    """
+    if np.any(params.weights <= 0):
+        raise ValueError(
+            f"params.weights must be positive to be packed into log-ratios, got "
+            f"{params.weights}. Drop the empty component or give it a small positive weight."
+        )
+    logw = np.log(params.weights)
+    return np.concatenate([logw[:-1] - logw[-1], params.atoms.ravel()])
+
+
+def params_from_vector(
+    vector: np.ndarray, n_components: int, n_features: int
+) -> SoftmaxMixtureParams:
+    """Inverse of :func:`params_to_vector` (weights by a softmax of ``[log-ratios, 0]``)."""
+    vector = np.asarray(vector, dtype=float)
+    k, length = n_components, n_features
+    if vector.shape != (k - 1 + k * length,):
+        raise ValueError(
+            f"vector must have shape ({k - 1 + k * length},) for n_components={k}, "
+            f"n_features={length}; got {vector.shape}."
+        )
+    logits = np.concatenate([vector[: k - 1], [0.0]])
+    weights = np.exp(log_softmax(logits))
+    return SoftmaxMixtureParams(weights / weights.sum(), vector[k - 1 :].reshape(k, length))
+
+
+def weighted_covariance(
+    features: np.ndarray, weights: np.ndarray | None = None, mean: np.ndarray | None = None
+) -> np.ndarray:
+    """``sum_j w_j (x_j - mean)(x_j - mean)'`` computed in row blocks (no (p, L) temporary).
+
+    Parameters
+    ----------
+    features : ndarray of shape (p, L)
+    weights : ndarray of shape (p,), optional
+        Non-negative row weights (all ones when None).
+    mean : ndarray of shape (L,), optional
+        Centre (the weighted mean ``sum_j w_j x_j / sum_j w_j`` when None).
+
+    Returns
+    -------
+    ndarray of shape (L, L)
+        Symmetric positive semi-definite. With ``weights = pi(theta)`` this is
+        ``Cov_{pi(theta)}(x)``, minus the Hessian of the log-partition function.
+    """
+    p, length = features.shape
+    if mean is None:
+        mean = (features.T @ weights / weights.sum()) if weights is not None else features.mean(0)
+    out = np.zeros((length, length))
+    for start in range(0, p, _CHUNK_ROWS):
+        block = features[start : start + _CHUNK_ROWS] - mean
+        right = block if weights is None else block * weights[start : start + _CHUNK_ROWS, None]
+        out += block.T @ right
+    return (out + out.T) / 2.0
+
+
+def design_spectrum(
+    features: np.ndarray, rtol: float = UNIDENTIFIED_RTOL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and eigen-decomposition of the design covariance ``Sigma = Cov(x)`` over alternatives.
+
+    Returns
+    -------
+    mean : ndarray of shape (L,)
+    values : ndarray of shape (L,)
+        Eigenvalues of ``Sigma`` (ascending).
+    vectors : ndarray of shape (L, L)
+        Orthonormal eigenvectors (columns).
+    null : ndarray of shape (L,), bool
+        Eigenvalues ``<= rtol * largest``: the unidentified directions.
+    """
+    mean = features.mean(axis=0)
+    values, vectors = np.linalg.eigh(weighted_covariance(features, mean=mean) / features.shape[0])
+    top = max(float(values[-1]), 0.0)
+    null = values <= rtol * top if top > 0 else np.ones(values.shape, dtype=bool)
+    return mean, values, vectors, null
+
+
+def unidentified_directions(features: np.ndarray, rtol: float = UNIDENTIFIED_RTOL) -> np.ndarray:
+    """Orthonormal basis of the directions ``c`` along which ``x_j' c`` is constant over j.
+
+    Adding such a ``c`` to an atom leaves every ``pi_j`` unchanged (softmax is shift-invariant),
+    so the atoms are not identified along them: a constant column, or columns that are affine
+    combinations of each other, create them.
+
+    Parameters
+    ----------
+    features : ndarray of shape (p, L)
+    rtol : float
+        Eigenvalues of the design covariance below ``rtol * largest`` count as zero.
+
+    Returns
+    -------
+    ndarray of shape (L, r)
+        ``r = 0`` (an (L, 0) array) for an identified design.
+    """
+    _, _, vectors, null = design_spectrum(features, rtol)
+    return vectors[:, null]
