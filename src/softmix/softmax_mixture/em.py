@@ -353,7 +353,7 @@ def _newton_objective(features_t: np.ndarray, target: np.ndarray):
 
 
 def make_em_map(
-    features_t: np.ndarray,
+    features: np.ndarray | Design,
     counts: np.ndarray,
     *,
     m_step: str = DEFAULT_M_STEP,
@@ -364,8 +364,11 @@ def make_em_map(
 
     Parameters
     ----------
-    features_t : ndarray of shape (L, p)
-        An identified design, transposed (``Design.working_t`` of :func:`prepare_design`).
+    features : ndarray of shape (p, L) or Design
+        The design: the map then works on parameters in the user's coordinates; or a
+        :class:`Design` from :func:`prepare_design`: the map then works on *working*
+        parameters (``design.to_working`` / ``design.from_working`` convert), as :func:`fit_em`
+        does.
     counts : ndarray of shape (p,)
     m_step : {"newton", "gradient"}
     step_size : float
@@ -380,7 +383,10 @@ def make_em_map(
     by the next E-step when it is called with those very parameters) and the set of components
     already reported empty (one warning per component and fit).
     """
-    features_t = np.ascontiguousarray(features_t)
+    if isinstance(features, Design):
+        features_t = features.working_t
+    else:
+        features_t = np.ascontiguousarray(np.asarray(features, dtype=float).T)
     counts = np.asarray(counts, dtype=float)
     n_total = float(counts.sum())
     cache: dict = {}
@@ -539,7 +545,7 @@ def fit_em(
     counts = np.asarray(counts, dtype=float)
     start = design.to_working(params0)
     em_map = make_em_map(
-        work_t, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter
+        design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter
     )
     user_callback = None
     if callback is not None:
