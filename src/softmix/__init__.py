@@ -10,6 +10,7 @@ from softmix.exceptions import (
     SoftmixWarning,
 )
 from softmix.moe.estimator import MixtureOfExperts
+from softmix.softmax_mixture.estimator import SoftmaxMixture
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,6 @@ __all__ = [
     "DegenerateComponentWarning",
     "MixtureOfExperts",
     "NotFittedError",
+    "SoftmaxMixture",
     "SoftmixWarning",
 ]

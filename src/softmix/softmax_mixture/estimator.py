@@ -1,0 +1,407 @@
+"""``SoftmaxMixture``: a scikit-learn-style estimator for softmax mixtures, fit by EM on counts."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from softmix._validation import (
+    check_array,
+    check_choice,
+    check_fitted,
+    check_float,
+    check_int,
+    check_random_state,
+)
+from softmix.core.restarts import fit_with_restarts
+from softmix.core.result import FitResult
+from softmix.softmax_mixture.em import (
+    DEFAULT_M_STEP,
+    DEFAULT_MAX_ITER,
+    DEFAULT_TOL,
+    M_STEPS,
+    fit_em,
+    prepare_design,
+)
+from softmix.softmax_mixture.init import INITIALISERS, resolve_init
+from softmix.softmax_mixture.model import (
+    SoftmaxMixtureParams,
+    log_class_probabilities,
+    log_likelihood,
+    log_mixture_probabilities,
+    log_responsibilities,
+    sample_choices,
+)
+
+__all__ = ["SoftmaxMixture", "check_choices", "check_counts", "check_features", "to_counts"]
+
+
+def check_features(features: Any) -> np.ndarray:
+    """The design as a finite float (p, L) array with p >= 2 alternatives."""
+    features = check_array(features, "features", ndim=2)
+    if features.shape[0] < 2:
+        raise ValueError(
+            f"features must have one row per alternative and at least 2 alternatives, got shape "
+            f"{features.shape}."
+        )
+    if features.shape[1] < 1:
+        raise ValueError(f"features must have at least one column, got shape {features.shape}.")
+    return features
+
+
+def _integral(arr: np.ndarray, name: str, what: str) -> np.ndarray:
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integers ({what}), got booleans.")
+    if arr.dtype.kind == "f":
+        bad = arr != np.round(arr)
+        if np.any(bad):
+            first = arr[bad].ravel()[0]
+            raise ValueError(
+                f"{name} must hold integers ({what}); got non-integer value(s) such as {first}."
+            )
+    return arr.astype(np.int64) if arr.dtype.kind in "iuf" else arr
+
+
+def check_choices(choices: Any, n_alternatives: int) -> np.ndarray:
+    """Choices as a 1-D int64 array with values in ``[0, n_alternatives)``."""
+    arr = check_array(choices, "choices", ndim=1, dtype=None, min_rows=0)
+    arr = _integral(arr, "choices", f"alternative indices in [0, {n_alternatives})")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_alternatives):
+        bad = arr[(arr < 0) | (arr >= n_alternatives)][0]
+        raise ValueError(
+            f"choices must be alternative indices in [0, {n_alternatives}) (one per row of "
+            f"features); got {bad}. Re-index the choices or pass the full features matrix."
+        )
+    return arr
+
+
+def check_counts(counts: Any, n_alternatives: int, *, allow_zero_total: bool = False) -> np.ndarray:
+    """Counts as a float (p,) array of non-negative integers, not all zero."""
+    arr = check_array(counts, "counts", ndim=1, dtype=None, min_rows=0)
+    arr = _integral(arr, "counts", "how many times each alternative was chosen")
+    if arr.shape != (n_alternatives,):
+        raise ValueError(
+            f"counts must have one entry per alternative, shape ({n_alternatives},) like the rows "
+            f"of features; got shape {arr.shape}."
+        )
+    if np.any(arr < 0):
+        raise ValueError(f"counts must be non-negative, got {arr[arr < 0][0]} at index "
+                         f"{int(np.flatnonzero(arr < 0)[0])}.")
+    if not allow_zero_total and arr.sum() == 0:
+        raise ValueError("counts are all zero: there is no observation to fit. Give at least one "
+                         "choice.")
+    return arr.astype(float)
+
+
+def to_counts(features: np.ndarray, choices: Any = None, counts: Any = None,
+              *, allow_zero_total: bool = False) -> np.ndarray:
+    """Exactly one of ``choices`` / ``counts`` -> the (p,) float count vector (validated)."""
+    p = features.shape[0]
+    if (choices is None) == (counts is None):
+        raise ValueError(
+            "give exactly one of choices (the N chosen alternatives) or counts (how often each "
+            f"of the {p} alternatives was chosen); got "
+            f"{'both' if choices is not None else 'neither'}."
+        )
+    if choices is not None:
+        choices = check_choices(choices, p)
+        if choices.size == 0 and not allow_zero_total:
+            raise ValueError("choices is empty: there is no observation to fit.")
+        return np.bincount(choices, minlength=p).astype(float)
+    return check_counts(counts, p, allow_zero_total=allow_zero_total)
+
+
+class SoftmaxMixture:
+    """Softmax mixture (mixed multinomial logit) fit by EM on choice counts.
+
+    Parameters
+    ----------
+    n_components : int
+        K, the number of latent classes (1 <= K <= number of alternatives).
+    init : str, SoftmaxMixtureParams or dict, default="random"
+        Starting point: a name registered in
+        :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``, and the moment-based
+        warm starts when installed), or parameters (``SoftmaxMixtureParams`` or a dict with
+        ``weights`` (K,) and ``atoms`` (K, L)).
+    n_init : int, default=1
+        Number of runs from independent starts (spawned generators); the best
+        log-likelihood is kept, every run's final value is in ``fit_result_.all_objectives``.
+        Must be 1 with a user-given start (it would repeat the same run).
+    m_step : {"newton", "gradient"}, default="newton"
+        Exact damped-Newton M-step, or the paper's safeguarded one-gradient-step M-step in
+        whitened coordinates (cheaper per iteration for large L on Gaussian-like designs).
+    step_size : float, default=1.0
+        eta of the gradient M-step.
+    max_iter : int, default=1000
+        EM iterations per run; 0 returns the initialisation.
+    tol : float, default=1e-10
+        Stop when the relative log-likelihood change is <= tol; 0 runs exactly ``max_iter``.
+    random_state : None, int or numpy.random.Generator
+        Seeds the initialisations (an int gives the same fit every time).
+    callback : callable, optional
+        ``callback(iteration, params, log_likelihood)`` after every EM iteration of every run;
+        a truthy return stops that run.
+
+    Attributes
+    ----------
+    params_ : SoftmaxMixtureParams
+    weights_ : ndarray of shape (n_components,)
+    atoms_ : ndarray of shape (n_components, n_features)
+    log_likelihood_ : float
+        ``sum_j n_j log P(Y = j)`` on the training data at ``params_``.
+    n_iter_ : int
+    converged_ : bool
+    stop_reason_ : str
+    history_ : ndarray of shape (n_iter_ + 1,)
+        Log-likelihood at the start and after each iteration (best run).
+    init_method_ : str
+    fit_result_ : FitResult
+    features_ : ndarray of shape (n_alternatives, n_features)
+        The training design (a reference, not a copy): the default for the methods below.
+    n_samples_ : int
+        N, the number of training observations.
+    n_unidentified_ : int
+        Unidentified directions of the design (0 normally; see Notes).
+
+    Notes
+    -----
+    Model: ``P(Y = j) = sum_k alpha_k softmax(X theta_k)_j`` for alternatives j = 1..p with known
+    features ``X`` (p, L). EM maximises ``sum_j n_j log P(Y = j)``; counts are sufficient, so
+    ``fit(features, choices)`` and ``fit(features, counts=bincount(choices))`` give identical
+    results and each iteration costs O(p L K) whatever N is. If some direction ``c`` has
+    ``X c`` constant (e.g. a constant column), atoms are not identified along it: a
+    :class:`SoftmixWarning` is issued and the returned atoms have zero component along such
+    directions. See :mod:`softmix.softmax_mixture.em`.
+
+    References
+    ----------
+    Bing, Bunea, Niles-Weed, Wegkamp, "Learning large softmax mixtures with warm start EM",
+    arXiv 2409.09903.
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        *,
+        init: str | SoftmaxMixtureParams | Mapping = "random",
+        n_init: int = 1,
+        m_step: str = DEFAULT_M_STEP,
+        step_size: float = 1.0,
+        max_iter: int = DEFAULT_MAX_ITER,
+        tol: float = DEFAULT_TOL,
+        random_state: None | int | np.random.Generator = None,
+        callback: Callable[[int, SoftmaxMixtureParams, float], Any] | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.init = init
+        self.n_init = n_init
+        self.m_step = m_step
+        self.step_size = step_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.callback = callback
+        self.params_: SoftmaxMixtureParams | None = None
+
+    # -- scikit-learn protocol ---------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [name for name in sig.parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as a dict (scikit-learn protocol)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> SoftmaxMixture:
+        """Set hyperparameters (scikit-learn protocol); unknown names raise ValueError."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for SoftmaxMixture; valid parameters: {valid}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
+                         if k != "init" or isinstance(v, str))
+        return f"SoftmaxMixture({args})"
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def _check_hyperparameters(self, n_alternatives: int) -> dict[str, Any]:
+        k = check_int(self.n_components, "n_components", low=1)
+        if k > n_alternatives:
+            raise ValueError(
+                f"n_components must be <= the number of alternatives ({n_alternatives}), got {k}."
+            )
+        n_init = check_int(self.n_init, "n_init", low=1)
+        if not isinstance(self.init, str) and n_init > 1:
+            raise ValueError(
+                f"n_init={n_init} with a user-given init would repeat the same run; use n_init=1 "
+                "or a random init (e.g. init='random')."
+            )
+        if isinstance(self.init, str) and self.init not in INITIALISERS:
+            raise ValueError(
+                f"init must be one of {sorted(INITIALISERS)} or starting parameters "
+                f"(SoftmaxMixtureParams or a dict with 'weights' and 'atoms'); got {self.init!r}."
+            )
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable or None, got {type(self.callback).__name__}.")
+        return {
+            "n_components": k,
+            "n_init": n_init,
+            "m_step": check_choice(self.m_step, "m_step", M_STEPS),
+            "step_size": check_float(self.step_size, "step_size", low=0.0, low_inclusive=False),
+            "max_iter": check_int(self.max_iter, "max_iter", low=0),
+            "tol": check_float(self.tol, "tol", low=0.0),
+        }
+
+    def fit(self, features: Any, choices: Any = None, *, counts: Any = None) -> SoftmaxMixture:
+        """Fit by EM from ``choices`` (N,) or ``counts`` (p,) (exactly one).
+
+        Parameters
+        ----------
+        features : array-like of shape (n_alternatives, n_features)
+            Known features of the p alternatives (finite).
+        choices : array-like of int, shape (n_samples,), optional
+            The chosen alternative of each observation, in ``[0, n_alternatives)``.
+        counts : array-like of shape (n_alternatives,), optional
+            How often each alternative was chosen (non-negative integers, not all zero).
+
+        Returns
+        -------
+        self
+        """
+        features = check_features(features)
+        n = to_counts(features, choices, counts)
+        hp = self._check_hyperparameters(features.shape[0])
+        design = prepare_design(features)  # warns once about unidentified directions
+        rng = check_random_state(self.random_state)
+
+        def fit_one(child: np.random.Generator) -> FitResult:
+            params0, name = resolve_init(self.init, features, n, hp["n_components"], child)
+            return fit_em(
+                design, n, params0, m_step=hp["m_step"], step_size=hp["step_size"],
+                max_iter=hp["max_iter"], tol=hp["tol"], callback=self.callback,
+                init_method=name,
+            )
+
+        result = fit_with_restarts(fit_one, hp["n_init"], rng)
+        self.fit_result_ = result
+        self.params_ = result.params
+        self.weights_ = np.array(result.params.weights)
+        self.atoms_ = np.array(result.params.atoms)
+        self.log_likelihood_ = float(result.objective)
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.stop_reason_ = result.stop_reason
+        self.history_ = result.history
+        self.init_method_ = result.init_method
+        self.features_ = features
+        self.n_samples_ = int(n.sum())
+        self.n_unidentified_ = design.n_unidentified
+        self.n_features_in_ = features.shape[1]
+        return self
+
+    # -- fitted-model methods ----------------------------------------------------------------
+
+    def _features(self, features: Any) -> np.ndarray:
+        check_fitted(self)
+        if features is None:
+            return self.features_
+        features = check_features(features)
+        if features.shape[1] != self.atoms_.shape[1]:
+            raise ValueError(
+                f"features must have {self.atoms_.shape[1]} columns (n_features seen in fit), "
+                f"got shape {features.shape}."
+            )
+        return features
+
+    def predict_proba(self, choices: Any, *, features: Any = None) -> np.ndarray:
+        """Posterior class probabilities ``P(Z = k | Y = choice)`` for each choice.
+
+        Parameters
+        ----------
+        choices : array-like of int, shape (n_samples,)
+        features : array-like of shape (n_alternatives, n_features), optional
+            Design the choices refer to (default: the training design).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+        """
+        x = self._features(features)
+        choices = check_choices(choices, x.shape[0])
+        return np.exp(log_responsibilities(x, self.params_))[choices]
+
+    def predict(self, choices: Any, *, features: Any = None) -> np.ndarray:
+        """Most probable class of each choice, shape (n_samples,)."""
+        return np.argmax(self.predict_proba(choices, features=features), axis=1)
+
+    def score(self, features: Any = None, choices: Any = None, *, counts: Any = None) -> float:
+        """Mean log-likelihood per observation, ``sum_j n_j log P(Y = j) / N``.
+
+        Signature mirrors :meth:`fit`: ``score(features, choices)`` or
+        ``score(features, counts=...)``; ``features=None`` uses the training design.
+        """
+        x = self._features(features)
+        n = to_counts(x, choices, counts)
+        return log_likelihood(x, n, self.params_) / n.sum()
+
+    def _n_parameters(self) -> int:
+        k, length = self.atoms_.shape
+        return k - 1 + k * (length - self.n_unidentified_)
+
+    def _total_loglik(self, features, choices, counts) -> tuple[float, float]:
+        if features is None and choices is None and counts is None:
+            check_fitted(self)
+            return self.log_likelihood_, float(self.n_samples_)
+        x = self._features(features)
+        n = to_counts(x, choices, counts)
+        return log_likelihood(x, n, self.params_), float(n.sum())
+
+    def bic(self, features: Any = None, choices: Any = None, *, counts: Any = None) -> float:
+        """Bayesian information criterion ``-2 loglik + n_params log N`` (lower is better).
+
+        With no argument, on the training data; otherwise on ``(features, choices | counts)``.
+        ``n_params = K - 1 + K (L - r)``, r the number of unidentified directions.
+        """
+        loglik, n = self._total_loglik(features, choices, counts)
+        return -2.0 * loglik + self._n_parameters() * math.log(n)
+
+    def aic(self, features: Any = None, choices: Any = None, *, counts: Any = None) -> float:
+        """Akaike information criterion ``-2 loglik + 2 n_params`` (lower is better)."""
+        loglik, _ = self._total_loglik(features, choices, counts)
+        return -2.0 * loglik + 2.0 * self._n_parameters()
+
+    def sample(self, n_samples: int, random_state: Any = None) -> np.ndarray:
+        """Draw ``n_samples`` choices from the fitted mixture, shape (n_samples,), int64.
+
+        (For the latent classes too, or for counts without O(N) memory, use
+        :func:`softmix.softmax_mixture.model.sample_choices` / ``sample_counts``.)
+        """
+        check_fitted(self)
+        return sample_choices(self.features_, self.params_, n_samples,
+                              check_random_state(random_state))
+
+    def choice_probabilities(self, *, per_class: bool = False, features: Any = None) -> np.ndarray:
+        """Fitted choice probabilities over the alternatives.
+
+        Returns
+        -------
+        ndarray of shape (n_alternatives,)
+            The mixture ``P(Y = j)``; or, with ``per_class=True``, shape
+            (n_alternatives, n_components): ``pi_j(theta_k)``.
+        """
+        x = self._features(features)
+        if per_class:
+            return np.exp(log_class_probabilities(x, self.params_.atoms))
+        return np.exp(log_mixture_probabilities(x, self.params_))
