@@ -182,3 +182,15 @@ def test_weighted_least_squares_falls_back_on_ill_conditioned_designs():
     # exactly collinear columns: lstsq's minimum-norm solution, finite
     X2 = np.column_stack([np.ones(200), x, x])
     np.testing.assert_allclose(weighted_least_squares(X2, y, w), _lstsq(X2, y, w), rtol=1e-8)
+
+
+def test_to_vector_value_error_falls_back_to_plain_em():
+    def fussy(x):
+        if np.any(x > 0.5):
+            raise ValueError("no unconstrained image")
+        return np.asarray(x, dtype=float)
+
+    acc = run_em(np.zeros(2), linear_map, linear_objective, max_iter=40, tol=0.0,
+                 accelerate="squarem", to_vector=fussy, from_vector=identity)
+    assert np.all(np.diff(acc.history) >= 0)
+    assert np.all(acc.params > 0.5)  # it kept going with plain EM steps past the bad region

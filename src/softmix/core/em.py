@@ -84,8 +84,8 @@ def run_em(
     to_vector, from_vector : callable, optional
         Map parameters to a flat float vector in an *unconstrained* parametrisation (e.g. log
         variances, log-ratio weights) and back; extrapolated vectors are mapped back with
-        ``from_vector``. If it raises ValueError or gives a non-finite objective, the cycle
-        falls back to plain EM.
+        ``from_vector``. If either raises ValueError (e.g. a weight at 0 has no log-ratio) or
+        the extrapolation has a non-finite objective, the cycle falls back to plain EM.
 
     Returns
     -------
@@ -262,7 +262,10 @@ def _squarem_loop(params0, em_map, objective, to_vector, from_vector, *, max_ite
         if not math.isfinite(float(value1)):
             nxt = x1  # cannot happen for an exact EM map from a finite point; be safe
         else:
-            v0, v1, v2 = (np.asarray(to_vector(x), dtype=float) for x in (params, x1, x2))
+            try:
+                v0, v1, v2 = (np.asarray(to_vector(x), dtype=float) for x in (params, x1, x2))
+            except ValueError:  # e.g. a weight hit 0: no unconstrained image, plain EM step
+                v0 = v1 = v2 = np.zeros(1)
             r = v1 - v0
             v = v2 - 2.0 * v1 + v0
             norm_r, norm_v = float(np.linalg.norm(r)), float(np.linalg.norm(v))
