@@ -337,10 +337,18 @@ def weighted_covariance(
     if mean is None:
         mean = (features.T @ weights / weights.sum()) if weights is not None else features.mean(0)
     out = np.zeros((length, length))
-    for start in range(0, p, _CHUNK_ROWS):
-        block = features[start : start + _CHUNK_ROWS] - mean
-        right = block if weights is None else block * weights[start : start + _CHUNK_ROWS, None]
-        out += block.T @ right
+    if features.flags.f_contiguous and not features.flags.c_contiguous:
+        # (L, p) storage (EM's working design): blocks of columns of the C-ordered transpose
+        cols = features.T
+        for start in range(0, p, _CHUNK_ROWS):
+            block = cols[:, start : start + _CHUNK_ROWS] - mean[:, None]
+            right = block if weights is None else block * weights[start : start + _CHUNK_ROWS]
+            out += right @ block.T
+    else:
+        for start in range(0, p, _CHUNK_ROWS):
+            block = features[start : start + _CHUNK_ROWS] - mean
+            right = block if weights is None else block * weights[start : start + _CHUNK_ROWS, None]
+            out += block.T @ right
     return (out + out.T) / 2.0
 
 
