@@ -156,3 +156,12 @@ def test_warm_starts_handle_a_constant_column():
         params = warm_start.WARM_STARTS[name](x, d.counts, 2, np.random.default_rng(0))
         assert params.atoms.shape == (2, 4)
         np.testing.assert_allclose(params.atoms[:, 3], 0, atol=1e-10)
+
+
+def test_demo_uses_the_warm_start_and_says_which():
+    from softmix.demo import run_demo
+
+    report = run_demo(n_samples=100_000, n_alternatives=3_000, n_features=4, n_components=2,
+                      out=None)
+    assert "init='auto'" in report
+    assert "start: mom (K = 2 <= 3" in report
