@@ -165,3 +165,18 @@ def test_demo_uses_the_warm_start_and_says_which():
                       out=None)
     assert "init='auto'" in report
     assert "start: mom (K = 2 <= 3" in report
+
+
+@pytest.mark.parametrize("name", ["mom", "subspace", "auto"])
+def test_estimator_max_iter_zero_returns_the_warm_start(name):
+    from softmix import SoftmaxMixture
+    from softmix.core.restarts import spawn
+
+    d = _data()
+    model = SoftmaxMixture(2, init=name, max_iter=0, random_state=7).fit(d.features,
+                                                                          counts=d.counts)
+    (child,) = spawn(np.random.default_rng(7), 1)  # the estimator's stream for its one run
+    start = warm_start.WARM_STARTS[name](d.features, d.counts, 2, child)
+    assert model.n_iter_ == 0 and model.init_method_ == name
+    np.testing.assert_allclose(model.atoms_, start.atoms, atol=1e-12)
+    np.testing.assert_allclose(model.weights_, start.weights, atol=1e-12)
