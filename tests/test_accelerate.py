@@ -194,3 +194,25 @@ def test_to_vector_value_error_falls_back_to_plain_em():
                  accelerate="squarem", to_vector=fussy, from_vector=identity)
     assert np.all(np.diff(acc.history) >= 0)
     assert np.all(acc.params > 0.5)  # it kept going with plain EM steps past the bad region
+
+
+# --- SQUAREM on the softmax-mixture EM (softmax_mixture.em.fit_em(accelerate=...)) -----------
+
+@pytest.mark.parametrize("m_step", ["newton", "gradient"])
+def test_smm_squarem_same_optimum_as_plain_em_fewer_map_evaluations(m_step):
+    from softmix.datasets import make_softmax_mixture
+    from softmix.softmax_mixture.em import fit_em
+    from softmix.softmax_mixture.model import SoftmaxMixtureParams
+
+    d = make_softmax_mixture(20_000, 300, 4, 3, separation=1.5, random_state=0)
+    rng = np.random.default_rng(1)
+    start = SoftmaxMixtureParams(np.full(3, 1 / 3), d.atoms + 0.3 * rng.standard_normal((3, 4)))
+    plain = fit_em(d.features, d.counts, start, m_step=m_step, tol=1e-12, max_iter=5000)
+    fast = fit_em(d.features, d.counts, start, m_step=m_step, tol=1e-12, max_iter=5000,
+                  accelerate="squarem")
+    assert plain.converged and fast.converged
+    assert fast.objective == pytest.approx(plain.objective, rel=1e-9, abs=1e-6)
+    np.testing.assert_allclose(np.sort(fast.params.weights), np.sort(plain.params.weights),
+                               atol=1e-4)
+    assert fast.extra["n_map_evals"] < plain.n_iter
+    assert fast.n_decreases == 0 and np.all(np.diff(fast.history) >= -1e-9 * abs(fast.objective))

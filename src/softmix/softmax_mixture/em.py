@@ -61,6 +61,8 @@ from softmix.softmax_mixture.model import (
     _log_weights,
     design_spectrum,
     log_likelihood,
+    params_from_vector,
+    params_to_vector,
     weighted_covariance,
 )
 
@@ -483,6 +485,7 @@ def fit_em(
     init_method: str = "given",
     newton_max_iter: int = _NEWTON_MAX_ITER,
     whiten: bool = True,
+    accelerate: str | None = None,
     warn: bool = True,
 ) -> FitResult:
     """Fit a softmax mixture by EM from ``params0`` (through :func:`softmix.core.em.run_em`).
@@ -516,6 +519,12 @@ def fit_em(
     whiten : bool
         Work in whitened coordinates (see :class:`Design`): makes ``m_step="gradient"`` the
         paper's whitened step on any design; no effect on Newton's iterates.
+    accelerate : {None, "squarem"}
+        ``None``: plain EM (one EM map per iteration). ``"squarem"``: SQUAREM extrapolation of
+        this EM map in the unconstrained packing of :func:`~softmix.softmax_mixture.model.
+        params_to_vector` (working coordinates), with the monotonicity fallback of
+        :func:`softmix.core.em.run_em`; an iteration is then one SQUAREM cycle (up to three EM
+        maps, ``result.extra["n_map_evals"]``). Same fixed points as plain EM.
     warn : bool
         Emit convergence warnings (and the unidentified-design warning for raw features).
 
@@ -565,6 +574,9 @@ def fit_em(
         init_method=init_method,
         name=f"softmax-mixture EM (m_step={m_step!r})",
         warn=warn,
+        accelerate=accelerate,
+        to_vector=params_to_vector,
+        from_vector=lambda v: params_from_vector(v, *start.atoms.shape),
     )
     # the start itself when no iteration ran (no round trip through the working coordinates)
     result.params = params0 if result.params is start else design.from_working(result.params)
