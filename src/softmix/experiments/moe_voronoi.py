@@ -65,7 +65,7 @@ def _geomgrid(lo: float, hi: float, num: int) -> tuple[int, ...]:
 
 @dataclass
 class Config:
-    """Settings of the run; the defaults are the full run (about 10 minutes on 2 shared cores).
+    """Settings of the run; the defaults are the full run (about 7 minutes on 2 shared cores).
 
     Reduced from the paper's 200 sample sizes x 40 replications (x 5 EM tries for k = 3, 4):
     10 log-spaced sizes x 16 replications for k = 2 and 5 sizes x 8 replications for k = 3, 4,
