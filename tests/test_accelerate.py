@@ -216,3 +216,17 @@ def test_smm_squarem_same_optimum_as_plain_em_fewer_map_evaluations(m_step):
                                atol=1e-4)
     assert fast.extra["n_map_evals"] < plain.n_iter
     assert fast.n_decreases == 0 and np.all(np.diff(fast.history) >= -1e-9 * abs(fast.objective))
+
+
+def test_softmax_mixture_default_is_squarem_and_plain_em_stays_available():
+    from softmix import SoftmaxMixture
+    from softmix.datasets import make_softmax_mixture
+
+    d = make_softmax_mixture(20_000, 300, 3, 2, separation=1.5, random_state=3)
+    fast = SoftmaxMixture(2, random_state=0).fit(d.features, counts=d.counts)
+    plain = SoftmaxMixture(2, accelerate=None, random_state=0).fit(d.features, counts=d.counts)
+    assert fast.get_params()["accelerate"] == "squarem"
+    assert "n_map_evals" in fast.fit_result_.extra and "n_map_evals" not in plain.fit_result_.extra
+    assert fast.log_likelihood_ == pytest.approx(plain.log_likelihood_, rel=1e-8)
+    with pytest.raises(ValueError, match="accelerate must be 'squarem' or None"):
+        SoftmaxMixture(2, accelerate="fast").fit(d.features, counts=d.counts)

@@ -140,6 +140,12 @@ class SoftmaxMixture:
         EM iterations per run; 0 returns the initialisation.
     tol : float, default=1e-10
         Stop when the relative log-likelihood change is <= tol; 0 runs exactly ``max_iter``.
+    accelerate : {"squarem", None}, default="squarem"
+        ``"squarem"``: SQUAREM extrapolation of the EM map with a monotonicity fallback
+        (:func:`softmix.core.em.run_em`); same optimum, and it reached it 3-15x sooner than
+        plain EM in ``benchmarks/`` (both M-steps, Gaussian and heavy-tailed designs). An
+        iteration (``n_iter_``, ``history_``, ``max_iter``) is then one SQUAREM cycle of up to
+        three EM iterations. ``None``: plain EM, one EM iteration per iteration.
     random_state : None, int or numpy.random.Generator
         Seeds the initialisations (an int gives the same fit every time).
     callback : callable, optional
@@ -193,6 +199,7 @@ class SoftmaxMixture:
         step_size: float = 1.0,
         max_iter: int = DEFAULT_MAX_ITER,
         tol: float = DEFAULT_TOL,
+        accelerate: str | None = "squarem",
         random_state: None | int | np.random.Generator = None,
         callback: Callable[[int, SoftmaxMixtureParams, float], Any] | None = None,
     ) -> None:
@@ -203,6 +210,7 @@ class SoftmaxMixture:
         self.step_size = step_size
         self.max_iter = max_iter
         self.tol = tol
+        self.accelerate = accelerate
         self.random_state = random_state
         self.callback = callback
         self.params_: SoftmaxMixtureParams | None = None
@@ -262,7 +270,16 @@ class SoftmaxMixture:
             "step_size": check_float(self.step_size, "step_size", low=0.0, low_inclusive=False),
             "max_iter": check_int(self.max_iter, "max_iter", low=0),
             "tol": check_float(self.tol, "tol", low=0.0),
+            "accelerate": self._check_accelerate(),
         }
+
+    def _check_accelerate(self) -> str | None:
+        if self.accelerate is None or self.accelerate == "squarem":
+            return self.accelerate
+        raise ValueError(
+            f"accelerate must be 'squarem' or None, got {self.accelerate!r}. Use None for plain "
+            "EM (one EM iteration per iteration, e.g. to study EM itself)."
+        )
 
     def fit(self, features: Any, choices: Any = None, *, counts: Any = None) -> SoftmaxMixture:
         """Fit by EM from ``choices`` (N,) or ``counts`` (p,) (exactly one).
@@ -291,7 +308,7 @@ class SoftmaxMixture:
             return fit_em(
                 design, n, params0, m_step=hp["m_step"], step_size=hp["step_size"],
                 max_iter=hp["max_iter"], tol=hp["tol"], callback=self.callback,
-                init_method=name,
+                init_method=name, accelerate=hp["accelerate"],
             )
 
         result = fit_with_restarts(fit_one, hp["n_init"], rng)
