@@ -25,7 +25,7 @@ VORONOI_RBAR: Mapping[int, float] = MappingProxyType({2: 4.0, 3: 6.0})
 _MOE_KEYS = ("beta0", "beta1", "a", "b", "nu")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VoronoiLoss:
     """A Voronoi loss between a fitted and a true Gaussian MoE, with its breakdown.
 
