@@ -230,3 +230,38 @@ def test_softmax_mixture_default_is_squarem_and_plain_em_stays_available():
     assert fast.log_likelihood_ == pytest.approx(plain.log_likelihood_, rel=1e-8)
     with pytest.raises(ValueError, match="accelerate must be 'squarem' or None"):
         SoftmaxMixture(2, accelerate="fast").fit(d.features, counts=d.counts)
+
+
+# --- fast path: float32 design (softmax_mixture.em.fit_em(dtype="float32")) ------------------
+
+@pytest.mark.parametrize("m_step", ["newton", "gradient"])
+def test_smm_float32_within_tolerance_of_float64(m_step):
+    from softmix.datasets import make_softmax_mixture
+    from softmix.softmax_mixture.em import fit_em, prepare_design
+    from softmix.softmax_mixture.model import SoftmaxMixtureParams, log_likelihood
+
+    d = make_softmax_mixture(10**6, 2000, 10, 3, separation=1.0, random_state=0,
+                             return_choices=False)
+    rng = np.random.default_rng(1)
+    start = SoftmaxMixtureParams(np.full(3, 1 / 3),
+                                 d.atoms + 0.3 * rng.standard_normal(d.atoms.shape) / np.sqrt(10))
+    f64 = fit_em(d.features, d.counts, start, m_step=m_step, tol=1e-10, max_iter=3000,
+                 accelerate="squarem")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no spurious decrease / convergence warnings
+        f32 = fit_em(d.features, d.counts, start, m_step=m_step, tol=1e-10, max_iter=3000,
+                     dtype="float32", accelerate="squarem")
+    assert f32.converged and f32.params.atoms.dtype == np.float64
+    ll32 = log_likelihood(d.features, d.counts, f32.params)  # evaluated in float64
+    assert ll32 == pytest.approx(f64.objective, rel=1e-7)
+    np.testing.assert_allclose(f32.params.atoms, f64.params.atoms, atol=5e-3)
+    assert prepare_design(d.features, dtype="float32").working_t.dtype == np.float32
+
+
+def test_smm_bad_dtype():
+    from softmix.datasets import make_softmax_mixture
+    from softmix.softmax_mixture.em import fit_em
+
+    d = make_softmax_mixture(100, 50, 2, 2, random_state=0)
+    with pytest.raises(ValueError, match="dtype"):
+        fit_em(d.features, d.counts, d.params, dtype="float16")
