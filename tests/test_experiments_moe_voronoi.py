@@ -49,3 +49,18 @@ def test_d1_small_after_fitting_the_paper_model_at_n_1e4():
     # parametric rate at n = 1e4: every expert's a, b, nu within a few n^{-1/2}
     assert np.max(res.a_error) < 1.0 and np.max(res.b_error) < 0.5
     assert np.max(res.nu_error) < 0.02
+
+
+@pytest.mark.slow
+def test_full_k2_grid_rates():
+    """The default k = 2 grid (n = 100..1e5, 16 replications): D1 and every parameter ~ n^{-1/2}."""
+    config = moe_voronoi.Config()
+    config.n_grid = {2: config.n_grid[2]}
+    config.inits = {2: ("near_truth",)}
+    rows = moe_voronoi.run(config, np.random.default_rng(0))
+    s = moe_voronoi.slopes(rows, 2, "near_truth")
+    assert -0.7 <= s["slope_mean"] <= -0.4 and -0.7 <= s["slope_median"] <= -0.4
+    assert 0.5 < s["mean"][0] < 1.2 and s["mean"][-1] < 0.04  # the paper: 0.73 and ~0.02
+    for p in moe_voronoi.PARAMETERS:
+        e = moe_voronoi.slopes(rows, 2, "near_truth", f"err_{p}_m1")
+        assert -0.65 <= e["slope_median"] <= -0.35, p
