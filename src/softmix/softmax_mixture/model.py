@@ -225,13 +225,21 @@ def sample_counts(
     features: np.ndarray,
     params: SoftmaxMixtureParams,
     n_samples: int,
-    random_state=None,
+    random_state: None | int | np.random.Generator = None,
 ) -> np.ndarray:
     """Counts of ``n_samples`` i.i.d. draws from the mixture, in O(p K) memory.
 
     ``N_k ~ Multinomial(N, alpha)`` draws per class, then ``counts = sum_k Multinomial(N_k,
     pi(theta_k))``: exactly the distribution of the counts of N draws, without ever holding N
     numbers (N = 10^9 costs the same memory as N = 10).
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+    params : SoftmaxMixtureParams
+    n_samples : int
+        N >= 0.
+    random_state : None, int or numpy.random.Generator
 
     Returns
     -------
@@ -252,11 +260,21 @@ def sample_choices(
     features: np.ndarray,
     params: SoftmaxMixtureParams,
     n_samples: int,
-    random_state=None,
+    random_state: None | int | np.random.Generator = None,
     *,
     return_labels: bool = False,
-):
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """``n_samples`` i.i.d. choices from the mixture, in random order.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+    params : SoftmaxMixtureParams
+    n_samples : int
+        N >= 0 (O(N) memory: use :func:`sample_counts` for large N).
+    random_state : None, int or numpy.random.Generator
+    return_labels : bool
+        Also return the latent class of each draw.
 
     Returns
     -------
