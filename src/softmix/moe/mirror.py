@@ -406,7 +406,9 @@ def fit_symmetric(
     max_iter, tol : int, float
         Passed to :func:`softmix.core.em.run_em` (``tol=0`` runs exactly ``max_iter``).
     step_size : float
-        GD step (> 0).
+        GD step (finite, > 0), on the normalised objective L.
+    step_w, step_beta : float, optional
+        Gradient-EM steps of the gate and expert blocks (finite, > 0; default ``step_size``).
     n_inner : int
         Inner gradient steps of gradient EM (>= 1).
     warn : bool
