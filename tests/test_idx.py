@@ -126,3 +126,19 @@ def test_inverted_images_from_idx_dir(tmp_path):
     np.testing.assert_allclose(out["X_test"][~inv], original[~inv])
     with pytest.raises(TypeError, match="source"):
         make_inverted_digits(source=3)
+
+
+def test_digits_without_scikit_learn_is_a_clear_import_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"softmix\[experiments\]"):
+        make_inverted_digits(random_state=0)
+
+
+def test_bad_p_invert_and_subsample_sizes(tmp_path):
+    with pytest.raises(ValueError, match="p_invert"):
+        make_inverted_digits(p_invert=1.5)
+    write_mnist_like(tmp_path)
+    with pytest.raises(ValueError, match="n_train"):
+        make_inverted_digits(source=tmp_path, n_train=100)
