@@ -57,9 +57,12 @@ UNIDENTIFIED_RTOL = 1e-10
 _CHUNK_ROWS = 8192
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SoftmaxMixtureParams:
     """Parameters of a K-component softmax mixture.
+
+    Immutable (arrays are read-only copies). ``==`` is identity (arrays have no single truth
+    value); compare ``canonical()`` forms with ``numpy.allclose`` for equality of mixtures.
 
     Parameters
     ----------
