@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
 from softmix._validation import check_choice, check_float, check_int
 from softmix.core.em import run_em
@@ -102,6 +103,9 @@ _NEWTON_MAX_ITER = 20
 #: concentrated on few alternatives has a nearly singular Hessian, whose raw Newton step is huge.
 _NEWTON_MAX_STEP = 2.0
 _NEWTON_RIDGE = 1e-8
+#: [chosen, measured] Above this many (identified) features the Newton M-step is matrix-free:
+#: conjugate gradients on Hessian-vector products, O(p L) each, instead of the O(p L^2) Hessian.
+_NEWTON_DENSE_MAX_FEATURES = 30
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,8 @@ def e_step(
 
 
 def component_objective(
-    features_t: np.ndarray, target: np.ndarray, theta: np.ndarray, order: int = 2
+    features_t: np.ndarray, target: np.ndarray, theta: np.ndarray, order: int = 2,
+    *, matrix_free: bool = False,
 ):
     """The atom M-step objective ``q(theta) = theta' m - A(theta)`` (``= Q_k / c_k``).
 
@@ -332,8 +337,10 @@ def component_objective(
         ``-inf`` when ``theta`` is so large that the scores overflow.
     grad : ndarray of shape (L,)
         ``m - xbar(theta)`` (only for ``order=2``).
-    hess : ndarray of shape (L, L)
-        ``-Cov_{pi(theta)}(x)`` (only for ``order=2``).
+    hess : ndarray of shape (L, L) or LinearOperator
+        ``-Cov_{pi(theta)}(x)`` (only for ``order=2``); with ``matrix_free=True`` a
+        :class:`scipy.sparse.linalg.LinearOperator` computing ``-Cov_pi(x) v`` in O(p L)
+        (``X'(pi * (X v)) - xbar (xbar' v)``) instead of forming it in O(p L^2).
     """
     with np.errstate(over="ignore", invalid="ignore"):  # a wild trial step: rejected by Newton
         s = _dot(theta, features_t)
@@ -345,6 +352,14 @@ def component_objective(
         return value
     pi = np.exp(s - log_z)
     xbar = _dot(features_t, pi)
+    if matrix_free:
+        def neg_cov_times(v):
+            v = np.ravel(v)
+            return xbar * float(xbar @ v) - _dot(features_t, pi * _dot(v, features_t))
+
+        length = features_t.shape[0]
+        return value, target - xbar, LinearOperator((length, length), matvec=neg_cov_times,
+                                                    dtype=float)
     return value, target - xbar, -weighted_covariance(features_t.T, pi, xbar)
 
 
@@ -356,12 +371,20 @@ def _newton_objective(features_t: np.ndarray, target: np.ndarray):
     nearly singular and the step becomes a capped gradient step instead of an unbounded one.
     The maximiser is unchanged (the objective and gradient are exact).
     """
-    ridge = _NEWTON_RIDGE * np.eye(features_t.shape[0])
+    length = features_t.shape[0]
+    matrix_free = length > _NEWTON_DENSE_MAX_FEATURES
+    ridge = _NEWTON_RIDGE * np.eye(length)
 
     def fun(theta: np.ndarray, order: int):
         if order == 0:
             return component_objective(features_t, target, theta, 0)
-        value, grad, hess = component_objective(features_t, target, theta, 2)
+        value, grad, hess = component_objective(features_t, target, theta, 2,
+                                                matrix_free=matrix_free)
+        if matrix_free:
+            op = hess
+            return value, grad, LinearOperator(
+                op.shape, matvec=lambda v: op.matvec(v) - _NEWTON_RIDGE * np.ravel(v), dtype=float
+            )
         return value, grad, hess - ridge
 
     return fun
