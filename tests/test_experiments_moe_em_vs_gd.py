@@ -46,3 +46,20 @@ def test_em_history_is_monotone_and_contraction_matches_lambda_max(quick_run):
     ratio = np.array([r["em_contraction"] / r["lambda_max_mle"] for r in inst])
     assert np.all(np.isfinite(ratio))
     assert np.all(np.abs(ratio - 1) < 0.15)
+
+
+@pytest.mark.slow
+def test_paper_scale_settings_em_first_and_lambda_max_predicts_em():
+    """Paper-scale model sizes (n, d of the full run) on 10 instances."""
+    module = get_experiment("moe-em-vs-gd")
+    config = module.Config(n_instances=10)
+    rows = module.run(config, np.random.default_rng(1))
+    for kind in config.kinds:
+        em = module.floor_iterations(rows, kind, "em")
+        assert np.all(np.isfinite(em)) and np.median(em) <= 10
+        for other in ("gradient_em", "gd"):
+            it = module.floor_iterations(rows, kind, other)
+            assert np.median(em) < np.median(np.where(np.isfinite(it), it, np.inf))
+        inst = module.instance_table(rows, kind)
+        ratio = np.array([r["em_contraction"] / r["lambda_max_mle"] for r in inst])
+        assert np.all(np.abs(ratio - 1) < 0.15)
