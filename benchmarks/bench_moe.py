@@ -145,8 +145,9 @@ def hme_rows(n=2000, seed=0, noise_scales=(1.0, 3.0), maxit=1000, repeats=3,
             hm = run_r("mixtools_hme.R", inputs, rscript=rscript)
         except RuntimeError as exc:
             hm = None
-            msg = str(exc).strip().splitlines()
-            notes.append(f"{setting}: hmeEM failed ({[m for m in msg if 'Error' in m or 'tries' in m][:2]}).")
+            last = [m.strip() for m in str(exc).strip().splitlines() if m.strip()]
+            reason = next((m for m in last if "tries" in m), last[-1] if last else "?")
+            notes.append(f"{setting}: hmeEM failed with R error: {reason}")
         finals = [r.objective for runs in ours.values() for r, _ in runs]
         if hm is not None and int(hm["restarts"]) == 0:
             finals.append(float(hm["ll"]))
@@ -187,17 +188,25 @@ def hme_rows(n=2000, seed=0, noise_scales=(1.0, 3.0), maxit=1000, repeats=3,
 
 
 COLUMNS = ["setting", "method", "final_ll", "rel_gap", "iterations", "map_evals", "sec_total",
-           "sec_to_optimum", "speedup_vs_peer"]
+           "sec_to_optimum", "speedup_vs_peer", "speedup_lower_bound", "gating_score"]
 
 
 def _add_ratios(rows: list[dict]) -> None:
-    """speedup_vs_peer = peer's time to optimum / this row's (the peer of the same setting)."""
+    """speedup_vs_peer = peer's time to optimum / this row's (the peer of the same setting).
+
+    When the peer never reaches the optimum, ``speedup_lower_bound`` = the peer's whole fit
+    time / this row's time to the optimum (the peer was still short of it when it stopped).
+    """
     for setting in {r["setting"] for r in rows}:
         group = [r for r in rows if r["setting"] == setting]
         peer = next(r for r in group if r["method"].startswith("R "))
         for r in group:
-            if r is not peer:
+            if r is peer:
+                continue
+            if np.isfinite(peer["sec_to_optimum"]):
                 r["speedup_vs_peer"] = peer["sec_to_optimum"] / r["sec_to_optimum"]
+            elif peer.get("sec_total") is not None and np.isfinite(peer.get("sec_total", np.nan)):
+                r["speedup_lower_bound"] = peer["sec_total"] / r["sec_to_optimum"]
 
 
 def run(quick: bool = False) -> Table:
@@ -226,11 +235,33 @@ def run(quick: bool = False) -> Table:
     ]
     headline = []
     for setting in dict.fromkeys(r["setting"] for r in rows):
-        best = max((r for r in rows if r["setting"] == setting and "speedup_vs_peer" in r),
-                   key=lambda r: r["speedup_vs_peer"], default=None)
-        if best is not None:
-            headline.append(f"{setting}: {best['method']} reaches the optimum "
-                            f"{best['speedup_vs_peer']:.3g}x faster than the R peer")
+        group = [r for r in rows if r["setting"] == setting]
+        peer = next(r for r in group if r["method"].startswith("R "))
+        for r in group:
+            if "speedup_vs_peer" in r:
+                headline.append(f"{setting}: {r['method']} reaches the optimum "
+                                f"{r['speedup_vs_peer']:.3g}x faster than {peer['method']}")
+            elif "speedup_lower_bound" in r:
+                headline.append(f"{setting}: {r['method']} reaches the optimum in "
+                                f"{r['sec_to_optimum']:.3g} s; {peer['method']} stops after "
+                                f"{peer['sec_total']:.3g} s still {peer['rel_gap']:.2g} "
+                                f"(relative) below it: > {r['speedup_lower_bound']:.3g}x")
+        if not np.isfinite(peer.get("final_ll", np.nan)):
+            headline.append(f"{setting}: {peer['method']} fails (see the notes)")
+    notes.append(
+        "gating_score = norm of the log-likelihood gradient in the gating parameters at the "
+        "final point (0 at a stationary point). hmeEM's gating update (mixtools 2.0.0 "
+        "`hmeEM`, inner function `NR`) weights the Newton system by `(inv.logit(xw) / (1 + "
+        "exp(xw)))^-1` = 1/(pi (1 - pi)) instead of pi (1 - pi), so its 'Newton' step is a "
+        "heavily damped gradient step and it stops its inner loop after small steps: its "
+        "gating stays far from stationary, which is why it crawls.")
+    notes.append(
+        "hmeEM on the paper's model: it evaluates its log-likelihood as log(1 + r exp(t)) with "
+        "t = (y - mu_1)^2 / (2 s_1^2) - (y - mu_2)^2 / (2 s_2^2); with the paper's small "
+        "variances t exceeds 709 for a fifth of the points (even at the true parameters), "
+        "exp overflows, the log-likelihood is +Inf, hmeEM treats that as a failure, restarts "
+        "from random values 15 times and stops with 'Too many tries!'. The second hmeEM row "
+        "uses the same model with 3x the noise standard deviations, where it runs.")
     return Table("moe_peers", "3. Gaussian MoE vs R flexmix and mixtools", rows,
                  columns=COLUMNS, notes=notes, headline=headline,
                  seconds=time.perf_counter() - t0)
