@@ -7,15 +7,13 @@ cheap), for the paper's first-order M-step (``m_step="gradient"``, O(p L K)) and
 Newton M-step (``"newton"``, O(p L^2) per Newton iteration and component). Each point is the
 minimum over repeats (the machine is shared: the minimum is the least noisy estimate of cost).
 
-BLAS threads are limited to ``Config.blas_threads`` (1 by default, via ``threadpoolctl``, which
-scikit-learn of the ``experiments`` extra installs) while timing: on our shared 2-core machine
-multi-threaded OpenBLAS made an iteration at p = 20,000 about 10x slower than one thread did
-(oversubscription), which hides the O(p L K) scaling the experiment is about.
+BLAS is limited to one thread while timing (``experiments._threads.single_blas_thread``): on
+our shared 2-core machine multi-threaded OpenBLAS made an iteration at p = 20,000 about 10x
+slower than one thread did (oversubscription), which hides the O(p L K) scaling measured here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from softmix.datasets import make_softmax_mixture
+from softmix.experiments._threads import single_blas_thread
 from softmix.plotting import loglog_slope
 from softmix.softmax_mixture.em import fit_em
 
@@ -47,8 +46,6 @@ class Config:
     m_steps: tuple[str, ...] = ("gradient", "newton")
     n_iter: int = 5
     n_repeats: int = 3
-    #: BLAS threads while timing (None: leave the library default)
-    blas_threads: int | None = 1
 
     @classmethod
     def quick(cls) -> Config:
@@ -70,19 +67,9 @@ def _time(p: int, big_l: int, n: int, config: Config, m_step: str, rng) -> float
     return best
 
 
-def _blas_limit(threads: int | None):
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with the experiments extra
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     """One row per (varied axis, value, m_step)."""
-    with _blas_limit(config.blas_threads):
+    with single_blas_thread():
         return _run(config, rng, progress)
 
 
@@ -101,7 +88,7 @@ def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
             rows.append({
                 "axis": axis, "value": value, "n_alternatives": p, "n_features": big_l,
                 "n_samples": n, "n_components": config.n_components, "m_step": m_step,
-                "seconds_per_iter": sec, "blas_threads": config.blas_threads,
+                "seconds_per_iter": sec, "blas_threads": 1,
             })
             done += 1
             if progress is not None:
