@@ -109,7 +109,32 @@ def _design_check(z: np.ndarray, counts: np.ndarray, n_components: int):
 def mom_init(
     features: np.ndarray, counts: np.ndarray, n_components: int, rng: np.random.Generator
 ) -> SoftmaxMixtureParams:
-    """Method-of-moments start (falls back to :func:`subspace_init` with a warning; see module)."""
+    """Method-of-moments start (falls back to :func:`subspace_init` with a warning; see module).
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+        The design X (validated by the caller, e.g. :class:`softmix.SoftmaxMixture`).
+    counts : ndarray of shape (n_alternatives,)
+        Choice counts ``n_j``.
+    n_components : int
+        K.
+    rng : numpy.random.Generator
+        Source of all randomness (candidate directions, random draws).
+
+    Returns
+    -------
+    SoftmaxMixtureParams
+
+    Raises
+    ------
+    ValueError
+        ``n_components > MAX_MOM_COMPONENTS`` (use ``init="subspace"``).
+    ImportError
+        cvxpy is missing and a moment projection is needed (``pip install 'softmix[mom]'``).
+    MomentProjectionError
+        Both SDP solvers failed.
+    """
     if n_components > MAX_MOM_COMPONENTS:
         raise ValueError(
             f"init='mom' supports n_components <= {MAX_MOM_COMPONENTS}, got {n_components}: the "
@@ -152,7 +177,29 @@ def subspace_init(
     n_screen_iter: int = SUBSPACE_SCREEN_ITER,
     _design_ok: bool | None = None,
 ) -> SoftmaxMixtureParams:
-    """Best of ``n_starts`` random starts in the estimated span of the atoms (see module)."""
+    """Best of ``n_starts`` random starts in the estimated span of the atoms (see module).
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+        The design X (validated by the caller, e.g. :class:`softmix.SoftmaxMixture`).
+    counts : ndarray of shape (n_alternatives,)
+        Choice counts ``n_j``.
+    n_components : int
+        K.
+    rng : numpy.random.Generator
+        Source of all randomness (candidate directions, random draws).
+
+    n_starts : int
+        Random starts drawn (R).
+    n_screen_iter : int
+        EM iterations each start is screened with (0: the raw draws are compared).
+
+    Returns
+    -------
+    SoftmaxMixtureParams
+        The screened iterate with the largest log-likelihood.
+    """
     x, back = _identified(features)
     white = whiten(x)
     m2 = second_moment_matrix(white.z, counts)
@@ -207,7 +254,23 @@ def auto_choice(features: np.ndarray, counts: np.ndarray, n_components: int) -> 
 def auto_init(
     features: np.ndarray, counts: np.ndarray, n_components: int, rng: np.random.Generator
 ) -> SoftmaxMixtureParams:
-    """``"mom"`` or ``"subspace"`` by :func:`auto_choice` (rule in the module docstring)."""
+    """``"mom"`` or ``"subspace"`` by :func:`auto_choice` (rule in the module docstring).
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+        The design X (validated by the caller, e.g. :class:`softmix.SoftmaxMixture`).
+    counts : ndarray of shape (n_alternatives,)
+        Choice counts ``n_j``.
+    n_components : int
+        K.
+    rng : numpy.random.Generator
+        Source of all randomness (candidate directions, random draws).
+
+    Returns
+    -------
+    SoftmaxMixtureParams
+    """
     choice, _ = auto_choice(features, counts, n_components)
     if choice == "subspace":
         return subspace_init(features, counts, n_components, rng)
