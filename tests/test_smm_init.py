@@ -183,3 +183,14 @@ def test_estimator_max_iter_zero_returns_the_warm_start(name):
     assert model.n_iter_ == 0 and model.init_method_ == name
     np.testing.assert_allclose(model.atoms_, start.atoms, atol=1e-12)
     np.testing.assert_allclose(model.weights_, start.weights, atol=1e-12)
+
+
+def test_mom_with_more_components_than_atoms_splits_gracefully():
+    # two true atoms, K = 3 asked: the 1-D solution shows 2 atoms, the heaviest is split
+    d = make_softmax_mixture(10_000_000, 100_000, 1, 2, return_choices=False, random_state=1)
+    est = method_of_moments(d.features, d.counts, 3)
+    assert est.atoms.shape == (3, 1) and est.n_recovered == 2
+    assert np.all(np.isfinite(est.atoms)) and np.all(est.weights > 0)
+    assert np.isclose(est.weights.sum(), 1.0)
+    nearest = np.abs(d.atoms[:, 0][:, None] - est.atoms[:, 0][None]).min(axis=1)
+    assert np.all(nearest < 0.3)
