@@ -38,10 +38,12 @@ LABELS = {
 
 @dataclass
 class Config:
-    """Full run: p = 10,000, L = 6, N = 10^6, ||theta_k|| = 1, K = 2..5, 6 reps (minutes)."""
+    """Full run: p = 10,000, N = 10^6, ||theta_k|| = 1, K = 2..5, 6 reps (minutes), in two
+    regimes: L = 6 (K <= L: orthonormal atom directions, all pairwise distances sqrt(2)) and
+    L = 2 (K > L for K >= 3: directions uniform on the circle, so atoms can be crowded)."""
 
     n_alternatives: int = 10_000
-    n_features: int = 6
+    feature_grid: tuple[int, ...] = (6, 2)
     n_samples: int = 1_000_000
     separation: float = 1.0
     k_grid: tuple[int, ...] = (2, 3, 4, 5)
@@ -53,23 +55,24 @@ class Config:
     @classmethod
     def quick(cls) -> Config:
         """CI grid: p = 3,000, L = 4, N = 10^5, K = 2..4, 1 rep (seconds)."""
-        return cls(n_alternatives=3_000, n_features=4, n_samples=100_000, k_grid=(2, 3, 4),
+        return cls(n_alternatives=3_000, feature_grid=(4,), n_samples=100_000, k_grid=(2, 3, 4),
                    n_reps=1)
 
 
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
-    """One row per (K, replication, method)."""
+    """One row per (L, K, replication, method)."""
     with single_blas_thread():  # oversubscribed OpenBLAS is ~10x slower here
         return _run(config, rng, progress)
 
 
 def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     rows: list[dict] = []
-    jobs = [(k, r) for k in config.k_grid for r in range(config.n_reps)]
-    for i, ((k, rep), child) in enumerate(zip(jobs, spawn(rng, len(jobs)))):
+    jobs = [(ell, k, r) for ell in config.feature_grid for k in config.k_grid
+            for r in range(config.n_reps)]
+    for i, ((ell, k, rep), child) in enumerate(zip(jobs, spawn(rng, len(jobs)))):
         for row in replicate(
             n_samples=config.n_samples, n_alternatives=config.n_alternatives,
-            n_features=config.n_features, n_components=k, separation=config.separation,
+            n_features=ell, n_components=k, separation=config.separation,
             methods=config.methods, tol=config.tol, max_iter=config.max_iter, rng=child,
         ):
             rows.append(dict(row, rep=rep))
@@ -78,8 +81,9 @@ def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     return rows
 
 
-def _stat(rows, k, method, key, fn=np.median):
-    vals = [r[key] for r in rows if r["n_components"] == k and r["method"] == method]
+def _stat(rows, ell, k, method, key, fn=np.median):
+    vals = [r[key] for r in rows
+            if r["n_features"] == ell and r["n_components"] == k and r["method"] == method]
     return float(fn(vals)) if vals else float("nan")
 
 
@@ -88,30 +92,34 @@ def summarize(rows: list[dict], config: Config) -> str:
     em = [m for m in METHODS if m != "mom" and any(r["method"] == m for r in rows)]
     lines = [
         (f"## smm-components: K = {ks[0]}..{ks[-1]} (p = {config.n_alternatives}, "
-        f"L = {config.n_features}, N = {config.n_samples:,}, ||theta_k|| = {config.separation}, "
-        f"{config.n_reps} reps)"),
+         f"N = {config.n_samples:,}, ||theta_k|| = {config.separation}, {config.n_reps} reps)"),
         "",
-        ("Median max-atom error (success rate = share of fits reaching the optimum of EM from the "
-        "truth; median EM iterations in brackets):"),
-        "",
-        "| K | MoM alone | " + " | ".join(LABELS[m] for m in em) + " |",
-        "|---|---|" + "---|" * len(em),
+        ("Median max-atom error, success rate (share of fits reaching the optimum of EM from the "
+         "truth) and median EM iterations in brackets:"),
     ]
-    for k in ks:
-        cells = [f"{_stat(rows, k, 'mom', 'atom_error'):.3f}"]
-        for m in em:
-            cells.append(
-                f"{_stat(rows, k, m, 'atom_error'):.3f}, "
-                f"{_stat(rows, k, m, 'success', np.mean):.0%} "
-                f"({_stat(rows, k, m, 'n_iter'):.0f} it)"
-            )
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    for ell in config.feature_grid:
+        lines += [
+            "",
+            f"L = {ell}" + (" (K > L: atoms on a circle, can be crowded)" if ell < ks[-1] else ""),
+            "",
+            "| K | MoM alone | " + " | ".join(LABELS[m] for m in em) + " |",
+            "|---|---|" + "---|" * len(em),
+        ]
+        for k in ks:
+            cells = [f"{_stat(rows, ell, k, 'mom', 'atom_error'):.3f}"]
+            for m in em:
+                cells.append(
+                    f"{_stat(rows, ell, k, m, 'atom_error'):.3f}, "
+                    f"{_stat(rows, ell, k, m, 'success', np.mean):.0%} "
+                    f"({_stat(rows, ell, k, m, 'n_iter'):.0f} it)"
+                )
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += [
         "",
         ("EM from subspace also spends 10 x 5 screening iterations inside the start (not counted "
-        "above). Paper (abstract-level claims only; numbers not available): MoM degrades "
-        "exponentially in K; EM from a warm start converges; subspace random starts are "
-        "recommended when K is not small."),
+         "above). Paper (abstract-level claims only; numbers not available): MoM degrades "
+         "exponentially in K; EM from a warm start converges; subspace random starts are "
+         "recommended when K is not small."),
     ]
     return "\n".join(lines)
 
@@ -121,16 +129,17 @@ def plot(rows: list[dict], config: Config, out_dir) -> list[Path]:
 
     ks = np.array(sorted({r["n_components"] for r in rows}))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for m in METHODS:
-        if not any(r["method"] == m for r in rows):
-            continue
-        err = [_stat(rows, k, m, "atom_error") for k in ks]
-        axes[0].semilogy(ks, err, marker="o", label=LABELS[m])
-        if m != "mom":
-            axes[1].plot(ks, [_stat(rows, k, m, "success", np.mean) for k in ks], marker="o",
-                         label=LABELS[m])
-            axes[2].plot(ks, [_stat(rows, k, m, "n_iter") for k in ks], marker="o",
-                         label=LABELS[m])
+    styles = ["-", "--", ":", "-."]
+    for ell, style in zip(config.feature_grid, styles):
+        for i, m in enumerate(METHODS):
+            if not any(r["method"] == m for r in rows):
+                continue
+            kw = {"marker": "o", "linestyle": style, "color": f"C{i}",
+                  "label": f"{LABELS[m]}, L={ell}"}
+            axes[0].semilogy(ks, [_stat(rows, ell, k, m, "atom_error") for k in ks], **kw)
+            if m != "mom":
+                axes[1].plot(ks, [_stat(rows, ell, k, m, "success", np.mean) for k in ks], **kw)
+                axes[2].plot(ks, [_stat(rows, ell, k, m, "n_iter") for k in ks], **kw)
     axes[0].set_ylabel("median max-atom error")
     axes[1].set_ylabel("success rate")
     axes[1].set_ylim(-0.05, 1.05)
@@ -138,9 +147,8 @@ def plot(rows: list[dict], config: Config, out_dir) -> list[Path]:
     for ax in axes:
         ax.set_xlabel("K")
         ax.set_xticks(ks)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"smm-components: p={config.n_alternatives}, L={config.n_features}, "
-                 f"N={config.n_samples:,}")
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"smm-components: p={config.n_alternatives}, N={config.n_samples:,}")
     fig.tight_layout()
     path = Path(out_dir) / "smm_components.png"
     fig.savefig(path, dpi=120)
