@@ -265,3 +265,17 @@ def test_smm_bad_dtype():
     d = make_softmax_mixture(100, 50, 2, 2, random_state=0)
     with pytest.raises(ValueError, match="dtype"):
         fit_em(d.features, d.counts, d.params, dtype="float16")
+
+
+def test_softmax_mixture_newton_max_iter_default_and_bad_value():
+    from softmix import SoftmaxMixture
+    from softmix.datasets import make_softmax_mixture
+
+    d = make_softmax_mixture(20_000, 300, 3, 2, separation=1.5, random_state=4)
+    one = SoftmaxMixture(2, random_state=0).fit(d.features, counts=d.counts)
+    exact = SoftmaxMixture(2, newton_max_iter=20, random_state=0).fit(d.features, counts=d.counts)
+    assert one.get_params()["newton_max_iter"] == 1
+    assert one.log_likelihood_ == pytest.approx(exact.log_likelihood_, rel=1e-8)
+    assert np.all(np.diff(one.history_) >= -1e-9 * abs(one.log_likelihood_))
+    with pytest.raises(ValueError, match="newton_max_iter"):
+        SoftmaxMixture(2, newton_max_iter=0).fit(d.features, counts=d.counts)
