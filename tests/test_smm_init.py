@@ -81,8 +81,7 @@ def test_subspace_draws_lie_in_the_span_with_trace_scale():
     span, _ = estimate_subspace(m2, 5)
     tw = w.to_white(start.atoms)
     np.testing.assert_allclose(tw - tw @ span @ span.T, 0, atol=1e-10)
-    rms = np.sqrt(np.mean(np.sum(tw**2, axis=1)))
-    assert 0.5 < rms / np.sqrt(np.trace(m2)) < 2.0
+    np.testing.assert_allclose(np.linalg.norm(tw, axis=1), np.sqrt(np.trace(m2)), rtol=1e-10)
 
 
 def test_subspace_in_one_dimension_gives_distinct_atoms():
@@ -91,6 +90,8 @@ def test_subspace_in_one_dimension_gives_distinct_atoms():
     start = warm_start.subspace_init(d.features, d.counts, 3, np.random.default_rng(0),
                                      n_starts=1, n_screen_iter=0)
     assert np.min(np.diff(np.sort(start.atoms[:, 0]))) > 1e-3
+    tau = np.sqrt(np.trace(second_moment_matrix(whiten(d.features).z, d.counts)))
+    assert np.all(np.abs(whiten(d.features).to_white(start.atoms)) <= tau + 1e-12)
 
 
 def test_subspace_keeps_the_best_screened_start():
