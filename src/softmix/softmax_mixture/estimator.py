@@ -142,15 +142,15 @@ class SoftmaxMixture:
         Stop when the relative log-likelihood change is <= tol; 0 runs exactly ``max_iter``.
     accelerate : {"squarem", None}, default="squarem"
         ``"squarem"``: SQUAREM extrapolation of the EM map with a monotonicity fallback
-        (:func:`softmix.core.em.run_em`); same optimum, and it reached it 3-15x sooner than
-        plain EM in ``benchmarks/`` (both M-steps, Gaussian and heavy-tailed designs). An
+        (:func:`softmix.core.em.run_em`); same optimum, reached 1.3-3.8x sooner than by plain
+        EM with the Newton M-step (``benchmarks/RESULTS.md``, Gaussian and t(3) designs). An
         iteration (``n_iter_``, ``history_``, ``max_iter``) is then one SQUAREM cycle of up to
         three EM iterations. ``None``: plain EM, one EM iteration per iteration.
     newton_max_iter : int, default=1
         Damped Newton iterations per component and EM iteration (``m_step="newton"``). 1 [chosen,
         measured in ``benchmarks/RESULTS.md``]: one safeguarded Newton step, a generalised EM
         (each step never lowers ``Q_k``, so the log-likelihood never decreases) with the same
-        fixed points; with SQUAREM it reached the optimum 1.2-3x sooner than the (near-)exact
+        fixed points; with SQUAREM it reached the optimum 1.6-1.9x sooner than the (near-)exact
         M-step of 20 iterations, on Gaussian and heavy-tailed designs. Use 20 or more for an
         exact M-step (studies of EM itself).
     random_state : None, int or numpy.random.Generator
