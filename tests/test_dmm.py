@@ -110,3 +110,18 @@ def test_missing_cvxpy_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "cvxpy", None)
     with pytest.raises(ImportError, match=r"softmix\[mom\]"):
         project_moments(np.array([0.0, 2.0, 0.0]), 1.0, solver="CLARABEL")
+
+
+def test_projection_is_the_nearest_valid_moment_vector():
+    # oracle: no moment vector of a random measure on [-1, 1] is closer to the input than the
+    # projection, and the projection itself is (numerically) a valid moment vector
+    rng = np.random.default_rng(11)
+    m = np.array([0.3, 0.2, 0.5, 0.9, -0.4])  # not a moment vector on [-1, 1]
+    assert not in_moment_space(m, 1.0)
+    proj = project_moments(m, 1.0)
+    assert in_moment_space(proj, 1.0, tol=-1e-6)
+    best = np.linalg.norm(proj - m)
+    for _ in range(2000):
+        k = rng.integers(1, 4)
+        atoms, weights = rng.uniform(-1, 1, k), rng.dirichlet(np.ones(k))
+        assert np.linalg.norm(_moments(atoms, weights, 5) - m) >= best - 1e-6
