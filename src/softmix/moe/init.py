@@ -1,11 +1,14 @@
 """Starting points of mixture-of-experts fits, found by name in :data:`INITIALISERS`.
 
-- ``"random"`` (default): a random balanced hard partition of the samples, one weighted fit
-  per expert on its group, and one gating fit on the hard labels (the default of the R package
-  meteorits, used by Nguyen, Nguyen, Ho 2023).
-- ``"kmeans"``: k-means (k-means++ seeding, :func:`scipy.cluster.vq.kmeans2`) on the
-  standardised pairs ``(x, y)`` (``y`` one-hot for multinomial experts), then the same per-group
-  fits.
+- ``"random"`` (default): a random *spatially coherent* hard partition: ``n_experts`` distinct
+  samples drawn at random as centres in the standardised ``(x, y)`` space (``y`` one-hot for
+  multinomial experts), every sample assigned to its nearest centre; then one weighted fit per
+  expert on its group and one gating fit on the hard labels. (meteorits' default, a random
+  *balanced* partition, gives every expert a random half of the whole data set: at large ``n``
+  all experts fit the same global regression and the start sits next to the symmetric saddle
+  point of the likelihood, where the first EM steps barely move.)
+- ``"kmeans"``: k-means (k-means++ seeding, :func:`scipy.cluster.vq.kmeans2`) on the same
+  standardised pairs, then the same per-group fits.
 - ``"near_truth"``: for experiments only: the true parameters plus Gaussian noise whose scale
   shrinks with ``n`` (the authors' "favourable" start, ``ParamNMoE$initParam(nearTrue=TRUE)``;
   see the Notes of :func:`init_near_truth`). Needs ``truth=``.
@@ -97,10 +100,48 @@ def init_from_partition(
     return MoEParams(gating, coef, var, expert)
 
 
+def _standardised_pairs(X: np.ndarray, y: np.ndarray, expert: str,
+                        n_classes: int | None) -> np.ndarray:
+    """The pairs ``(x, y)`` (``y`` one-hot for multinomial experts), each column standardised."""
+    if expert == "multinomial":
+        yy = np.zeros((len(y), n_classes))
+        yy[np.arange(len(y)), y.astype(np.intp)] = 1.0
+    else:
+        yy = np.asarray(y, dtype=float)[:, None]
+    data = np.hstack([X, yy])
+    sd = data.std(axis=0)
+    return (data - data.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def _top_up(labels: np.ndarray, n_experts: int, n_features: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """Give every group at least ``min(d + 2, n // n_experts)`` samples, moved at random from
+    the groups above that size, so every expert starts from a fit."""
+    min_size = min(n_features + 2, len(labels) // n_experts)
+    for i in range(n_experts):
+        short = min_size - int(np.sum(labels == i))
+        if short > 0:
+            counts = np.bincount(labels, minlength=n_experts)
+            donors = np.flatnonzero(counts[labels] > min_size)
+            take = min(short, donors.size)
+            labels[rng.choice(donors, size=take, replace=False)] = i
+    return labels
+
+
 def init_random(X, y, n_experts, expert="gaussian", *, rng, n_classes=None, ridge=0.0,
                 variance_floor=None, truth=None) -> MoEParams:
-    """Random balanced hard partition + per-group fits + one gating fit (meteorits' default)."""
-    labels = rng.permutation(np.arange(len(y)) % n_experts)
+    """Nearest of ``n_experts`` random sample centres in standardised ``(x, y)`` + per-group fits.
+
+    The centres are distinct samples drawn uniformly (no k-means iterations, unlike
+    :func:`init_kmeans`), so the groups are random but spatially coherent and the experts start
+    different from each other (see the module notes). Groups smaller than ``d + 2`` samples are
+    topped up with random samples from the others.
+    """
+    data = _standardised_pairs(X, y, expert, n_classes)
+    centres = data[rng.choice(len(y), size=n_experts, replace=False)]
+    sq_dist = (np.sum(data**2, axis=1)[:, None] - 2.0 * data @ centres.T
+               + np.sum(centres**2, axis=1)[None, :])
+    labels = _top_up(np.argmin(sq_dist, axis=1), n_experts, X.shape[1], rng)
     return init_from_partition(X, y, labels, n_experts, expert, n_classes=n_classes,
                                ridge=ridge, variance_floor=variance_floor)
 
@@ -112,25 +153,11 @@ def init_kmeans(X, y, n_experts, expert="gaussian", *, rng, n_classes=None, ridg
     Clusters smaller than ``d + 2`` samples are topped up with random samples from the others,
     so every expert starts from a fit.
     """
-    if expert == "multinomial":
-        yy = np.zeros((len(y), n_classes))
-        yy[np.arange(len(y)), y.astype(np.intp)] = 1.0
-    else:
-        yy = np.asarray(y, dtype=float)[:, None]
-    data = np.hstack([X, yy])
-    sd = data.std(axis=0)
-    data = (data - data.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    data = _standardised_pairs(X, y, expert, n_classes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # empty clusters are repaired below
         _, labels = kmeans2(data, n_experts, minit="++", rng=rng)
-    min_size = min(X.shape[1] + 2, len(y) // n_experts)
-    for i in range(n_experts):
-        short = min_size - int(np.sum(labels == i))
-        if short > 0:
-            counts = np.bincount(labels, minlength=n_experts)
-            donors = np.flatnonzero(counts[labels] > min_size)
-            take = min(short, donors.size)
-            labels[rng.choice(donors, size=take, replace=False)] = i
+    labels = _top_up(labels, n_experts, X.shape[1], rng)
     return init_from_partition(X, y, labels, n_experts, expert, n_classes=n_classes,
                                ridge=ridge, variance_floor=variance_floor)
 
