@@ -106,6 +106,8 @@ def run_em(
     starts at 1 and is multiplied by 4 whenever an accepted step hits it.
     """
     t0 = time.perf_counter()
+    extra: dict = {}
+    advance = _plain_advance
     if accelerate is not None:
         if accelerate != "squarem":
             raise ValueError(
@@ -117,16 +119,14 @@ def run_em(
                 "accelerate='squarem' needs to_vector and from_vector (the parameters as a flat "
                 "unconstrained vector and back); pass both, or use accelerate=None."
             )
-        params, prev_params, history, reason, n_iter, extra = _squarem_loop(
-            params0, em_map, objective, to_vector, from_vector, max_iter=max_iter, tol=tol,
-            param_tol=param_tol, param_distance=param_distance, callback=callback,
-        )
-    else:
-        extra = {}
-        params, prev_params, history, reason, n_iter = _plain_loop(
-            params0, em_map, objective, max_iter=max_iter, tol=tol, param_tol=param_tol,
-            param_distance=param_distance, callback=callback,
-        )
+        em_map = _CountingMap(em_map)
+        advance = _Squarem(em_map, to_vector, from_vector)
+    params, prev_params, history, reason, n_iter = _loop(
+        params0, em_map, objective, advance, max_iter=max_iter, tol=tol, param_tol=param_tol,
+        param_distance=param_distance, callback=callback,
+    )
+    if accelerate is not None:
+        extra = {"n_map_evals": em_map.calls, "n_fallbacks": advance.n_fallbacks}
 
     if reason == "non_finite":
         history.pop()
@@ -175,9 +175,18 @@ def run_em(
     )
 
 
-def _plain_loop(params0, em_map, objective, *, max_iter, tol, param_tol, param_distance,
-                callback):
-    """Plain EM iteration; returns ``(params, prev_params, history, reason, n_iter)``."""
+def _plain_advance(params: Any, mapped: Any) -> Any:
+    """Plain EM: the next iterate is the EM map's image."""
+    return mapped
+
+
+def _loop(params0, em_map, objective, advance, *, max_iter, tol, param_tol, param_distance,
+          callback):
+    """The iteration shared by plain and accelerated EM.
+
+    ``advance(params, em_map(params))`` gives the next iterate (the image itself for plain EM,
+    a SQUAREM cycle otherwise). Returns ``(params, prev_params, history, reason, n_iter)``.
+    """
     history: list[float] = []
     params = params0
     prev_params = None
@@ -190,7 +199,7 @@ def _plain_loop(params0, em_map, objective, *, max_iter, tol, param_tol, param_d
             if not math.isfinite(history[-1]):
                 reason = "non_finite"
             break
-        next_params, value = em_map(params)
+        mapped, value = em_map(params)
         value = float(value)
         history.append(value)
         if not math.isfinite(value):
@@ -211,92 +220,63 @@ def _plain_loop(params0, em_map, objective, *, max_iter, tol, param_tol, param_d
         if callback is not None and callback(n_iter, params, value):
             reason = "callback"
             break
-        prev_params, params = params, next_params
+        prev_params, params = params, advance(params, mapped)
         n_iter += 1
     return params, prev_params, history, reason, n_iter
 
 
-def _squarem_loop(params0, em_map, objective, to_vector, from_vector, *, max_iter, tol,
-                  param_tol, param_distance, callback):
-    """SQUAREM cycles (see :func:`run_em` Notes); same return as :func:`_plain_loop` + extra."""
-    history: list[float] = []
-    params = params0
-    prev_params = None
-    reason = None
-    n_iter = 0
-    n_evals = 0
-    n_fallbacks = 0
-    step_max = 1.0
-    while True:
-        if n_iter == max_iter:
-            history.append(float(objective(params)))
-            reason = "init" if max_iter == 0 else "max_iter"
-            if not math.isfinite(history[-1]):
-                reason = "non_finite"
-            break
-        x1, value = em_map(params)
-        n_evals += 1
-        value = float(value)
-        history.append(value)
-        if not math.isfinite(value):
-            reason = "non_finite"
-            break
-        if len(history) >= 2:
-            if tol > 0 and relative_change(history[-2], value) <= tol:
-                reason = "tol"
-                break
-            if (
-                param_tol > 0
-                and param_distance is not None
-                and prev_params is not None
-                and param_distance(prev_params, params) <= param_tol
-            ):
-                reason = "param_tol"
-                break
-        if callback is not None and callback(n_iter, params, value):
-            reason = "callback"
-            break
-        x2, value1 = em_map(x1)
-        n_evals += 1
-        nxt = x2
+class _CountingMap:
+    """An EM map that counts its evaluations (reported as ``extra["n_map_evals"]``)."""
+
+    def __init__(self, em_map: EMMap) -> None:
+        self.em_map = em_map
+        self.calls = 0
+
+    def __call__(self, params: Any) -> tuple[Any, float]:
+        self.calls += 1
+        return self.em_map(params)
+
+
+class _Squarem:
+    """One SQUAREM cycle from ``x0`` given ``x1 = M(x0)`` (see :func:`run_em` Notes)."""
+
+    def __init__(self, em_map: EMMap, to_vector, from_vector) -> None:
+        self.em_map, self.to_vector, self.from_vector = em_map, to_vector, from_vector
+        self.step_max = 1.0
+        self.n_fallbacks = 0
+
+    def __call__(self, x0: Any, x1: Any) -> Any:
+        x2, value1 = self.em_map(x1)
         if not math.isfinite(float(value1)):
-            nxt = x1  # cannot happen for an exact EM map from a finite point; be safe
-        else:
+            return x1  # cannot happen for an exact EM map from a finite point; be safe
+        try:
+            v0, v1, v2 = (np.asarray(self.to_vector(x), dtype=float) for x in (x0, x1, x2))
+        except ValueError:  # e.g. a weight hit 0: no unconstrained image, plain EM step
+            return x2
+        r = v1 - v0
+        v = v2 - 2.0 * v1 + v0
+        norm_r, norm_v = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+        alpha = 1.0
+        if norm_v > 0.0 and math.isfinite(norm_r / norm_v):
+            alpha = min(max(norm_r / norm_v, 1.0), self.step_max)
+        if alpha <= 1.01:
+            if alpha == self.step_max:
+                self.step_max *= 4.0
+            return x2
+        candidate = v0 + 2.0 * alpha * r + alpha**2 * v
+        if np.all(np.isfinite(candidate)):
             try:
-                v0, v1, v2 = (np.asarray(to_vector(x), dtype=float) for x in (params, x1, x2))
-            except ValueError:  # e.g. a weight hit 0: no unconstrained image, plain EM step
-                v0 = v1 = v2 = np.zeros(1)
-            r = v1 - v0
-            v = v2 - 2.0 * v1 + v0
-            norm_r, norm_v = float(np.linalg.norm(r)), float(np.linalg.norm(v))
-            alpha = 1.0
-            if norm_v > 0.0 and math.isfinite(norm_r / norm_v):
-                alpha = min(max(norm_r / norm_v, 1.0), step_max)
-            if alpha > 1.01:
-                candidate = v0 + 2.0 * alpha * r + alpha**2 * v
-                accepted = False
-                if np.all(np.isfinite(candidate)):
-                    try:
-                        x_ext = from_vector(candidate)
-                    except ValueError:
-                        x_ext = None
-                    if x_ext is not None:
-                        with np.errstate(all="ignore"):
-                            x_new, value_ext = em_map(x_ext)
-                        n_evals += 1
-                        value_ext = float(value_ext)
-                        if math.isfinite(value_ext) and value_ext >= float(value1):
-                            nxt, accepted = x_new, True
-                if not accepted:
-                    n_fallbacks += 1
-                    if alpha == step_max:
-                        step_max = max(1.0, step_max / 4.0)
-                    alpha = 0.0  # no step-length growth after a fallback
-            if alpha == step_max:
-                step_max *= 4.0
-        prev_params, params = params, nxt
-        n_iter += 1
-    return params, prev_params, history, reason, n_iter, {
-        "n_map_evals": n_evals,
-        "n_fallbacks": n_fallbacks,
-    }
+                x_ext = self.from_vector(candidate)
+            except ValueError:
+                x_ext = None
+            if x_ext is not None:
+                with np.errstate(all="ignore"):
+                    x_new, value_ext = self.em_map(x_ext)
+                if math.isfinite(float(value_ext)) and float(value_ext) >= float(value1):
+                    if alpha == self.step_max:
+                        self.step_max *= 4.0
+                    return x_new
+        self.n_fallbacks += 1
+        if alpha == self.step_max:
+            self.step_max = max(1.0, self.step_max / 4.0)
+        return x2
