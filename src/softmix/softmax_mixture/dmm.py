@@ -17,7 +17,7 @@ denoised method of moments", Annals of Statistics 48(4), 2020. Their reference i
 Solver: the SDP is solved with cvxpy using **Clarabel** (an interior-point conic solver that
 installs from PyPI with cvxpy itself), falling back to **SCS** (also installed with cvxpy) if
 Clarabel fails. cvxpy is the optional extra ``softmix[mom]``; it is imported only when a
-projection is actually needed (moments strictly inside the moment space are their own
+projection is actually needed (moments already in the moment space are their own
 projection and need no solver).
 """
 
