@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m softmix demo
 
+# Two pytest workers on two cores: one BLAS thread each (oversubscribed OpenBLAS ran the
+# small dense products of the tests 10-100x slower; see src/softmix/core/threads.py).
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

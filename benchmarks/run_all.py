@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _peers import machine_info
+from softmix.core.threads import blas_threads
 from _report import markdown, write_csv
 
 TABLES = {
@@ -46,28 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.only or list(TABLES)
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        threadpool_limits = None
-    limiter = threadpool_limits(args.threads) if threadpool_limits else None
-
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     info = machine_info()
     tables = []
-    for name in names:
-        module, func = TABLES[name]
-        print(f"[bench] {name} ...", flush=True)
-        t = time.perf_counter()
-        table = getattr(__import__(module), func)(args.quick)
-        tables.append(table)
-        write_csv(table, args.out / "results")
-        print(f"[bench] {name}: {time.perf_counter() - t:.0f} s", flush=True)
-        for line in table.headline:
-            print("   ", line, flush=True)
-    if limiter is not None:
-        limiter.restore_original_limits()
+    with blas_threads(args.threads):
+        for name in names:
+            module, func = TABLES[name]
+            print(f"[bench] {name} ...", flush=True)
+            t = time.perf_counter()
+            table = getattr(__import__(module), func)(args.quick)
+            tables.append(table)
+            write_csv(table, args.out / "results")
+            print(f"[bench] {name}: {time.perf_counter() - t:.0f} s", flush=True)
+            for line in table.headline:
+                print("   ", line, flush=True)
 
     given = sys.argv[1:] if argv is None else argv
     cmd = "make bench" if not given else "python benchmarks/run_all.py " + " ".join(given)

@@ -48,10 +48,10 @@ def test_mom_recovers_atoms_in_well_separated_case():
 
 def test_em_from_mom_reaches_the_optimum_of_em_from_truth_on_demo_setting():
     # the demo's setting: p = 20,000, L = 10, K = 3, N = 10^6
-    from softmix.experiments._threads import single_blas_thread
+    from softmix.core.threads import blas_threads
 
     d = make_softmax_mixture(1_000_000, 20_000, 10, 3, return_choices=False, random_state=0)
-    with single_blas_thread():  # skinny products: oversubscribed OpenBLAS is ~10x slower
+    with blas_threads(1):  # skinny products: oversubscribed OpenBLAS is ~10x slower
         start = _no_softmix_warnings(warm_start.mom_init, d.features, d.counts, 3,
                                      np.random.default_rng(0))
         from_mom = fit_em(d.features, d.counts, start, tol=1e-10, max_iter=3000)

@@ -5,13 +5,13 @@ Returns the report as a string; the CLI prints it (the library never prints).
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from softmix.core.threads import blas_threads
 from softmix.datasets import make_softmax_mixture
 from softmix.metrics import atom_error, match_components, wasserstein1, weight_error
 from softmix.softmax_mixture.estimator import SoftmaxMixture
@@ -26,18 +26,9 @@ __all__ = ["DEMO_BLAS_THREADS", "DEMO_INIT", "DEMO_N_INIT", "run_demo"]
 DEMO_INIT = "auto"
 #: Runs of the demo (the best log-likelihood is kept); one warm start is enough.
 DEMO_N_INIT = 1
-#: BLAS threads during the fit (via threadpoolctl when installed; scoped to the demo). EM's
-#: products are skinny (K x L x p): multi-threaded OpenBLAS made them ~10x slower on a shared
-#: 2-core machine, one thread is never slower here.
+#: BLAS threads during the fit (scoped to the demo; see softmix.core.threads).
 DEMO_BLAS_THREADS = 1
 
-
-def _blas_limit():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=DEMO_BLAS_THREADS, user_api="blas")
 
 
 def _vector(v: np.ndarray, width: int = 6) -> str:
@@ -76,7 +67,7 @@ def run_demo(
     t_data = time.perf_counter() - t0
     model = SoftmaxMixture(n_components, init=DEMO_INIT, n_init=DEMO_N_INIT,
                            random_state=seed + 1)
-    with warnings.catch_warnings(record=True) as caught, _blas_limit():
+    with warnings.catch_warnings(record=True) as caught, blas_threads(DEMO_BLAS_THREADS):
         warnings.simplefilter("always")
         t1 = time.perf_counter()
         model.fit(data.features, counts=data.counts)

@@ -37,7 +37,6 @@ import numpy as np
 
 from softmix.core.restarts import spawn
 from softmix.datasets import make_sym_mixture_of_experts
-from softmix.experiments._threads import single_blas_thread
 from softmix.moe import mirror
 
 NAME = "moe-em-vs-gd"
@@ -134,12 +133,6 @@ def _contraction(trace: np.ndarray, mle: np.ndarray, scale: float) -> float:
 
 
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
-    """See :func:`_run`; numerics on one BLAS thread (:mod:`softmix.experiments._threads`)."""
-    with single_blas_thread():
-        return _run(config, rng, progress)
-
-
-def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     """Tidy rows: ``record="curve"`` (kind, instance, method, iteration, the four curves) and
     ``record="instance"`` (iterations to the floor per method, final errors, EM contraction
     measured and predicted, the tuned steps)."""

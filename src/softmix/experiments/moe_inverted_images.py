@@ -38,7 +38,6 @@ import numpy as np
 from softmix.core.restarts import spawn
 from softmix.core.special import logsumexp
 from softmix.datasets import make_inverted_digits
-from softmix.experiments._threads import single_blas_thread
 from softmix.moe.em import fit_em
 from softmix.moe.experts import EXPERTS
 from softmix.moe.gating import add_intercept, gate_log_proba_design
@@ -150,12 +149,6 @@ def tune_steps(config: Config, rng: np.random.Generator) -> dict:
 
 
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
-    """See :func:`_run`; numerics on one BLAS thread (:mod:`softmix.experiments._threads`)."""
-    with single_blas_thread():
-        return _run(config, rng, progress)
-
-
-def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     """Tidy rows, one per (instance, method, iteration): test accuracy, test cross-entropy,
     training objective per sample, gate routing accuracy of the inverted images."""
     tune_rng, *inst_rngs = spawn(rng, config.n_instances + 1)

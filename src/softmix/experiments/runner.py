@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softmix.core.threads import blas_threads
 from softmix.experiments import get_experiment
 
 __all__ = ["run_experiment", "write_csv"]
@@ -66,7 +67,8 @@ def run_experiment(
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
-    rows = module.run(config, rng, progress=progress)
+    with blas_threads(1):  # many skinny products: see softmix.core.threads
+        rows = module.run(config, rng, progress=progress)
     seconds = time.perf_counter() - start
     meta = {
         "experiment": name,

@@ -18,7 +18,6 @@ import numpy as np
 
 from softmix.core.restarts import spawn
 from softmix.experiments._smm import replicate
-from softmix.experiments._threads import single_blas_thread
 
 NAME = "smm-components"
 DESCRIPTION = (
@@ -60,12 +59,6 @@ class Config:
 
 
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
-    """One row per (L, K, replication, method)."""
-    with single_blas_thread():  # oversubscribed OpenBLAS is ~10x slower here
-        return _run(config, rng, progress)
-
-
-def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     rows: list[dict] = []
     jobs = [(ell, k, r) for ell in config.feature_grid for k in config.k_grid
             for r in range(config.n_reps)]

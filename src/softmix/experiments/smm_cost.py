@@ -7,7 +7,7 @@ cheap), for the paper's first-order M-step (``m_step="gradient"``, O(p L K)) and
 Newton M-step (``"newton"``, O(p L^2) per Newton iteration and component). Each point is the
 minimum over repeats (the machine is shared: the minimum is the least noisy estimate of cost).
 
-BLAS is limited to one thread while timing (``experiments._threads.single_blas_thread``): on
+BLAS is limited to one thread while timing (the runner runs every experiment under ``softmix.core.threads.blas_threads(1)``): on
 our shared 2-core machine multi-threaded OpenBLAS made an iteration at p = 20,000 about 10x
 slower than one thread did (oversubscription), which hides the O(p L K) scaling measured here.
 """
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from softmix.datasets import make_softmax_mixture
-from softmix.experiments._threads import single_blas_thread
 from softmix.plotting import loglog_slope
 from softmix.softmax_mixture.em import fit_em
 
@@ -68,12 +67,6 @@ def _time(p: int, big_l: int, n: int, config: Config, m_step: str, rng) -> float
 
 
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
-    """One row per (varied axis, value, m_step)."""
-    with single_blas_thread():
-        return _run(config, rng, progress)
-
-
-def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     jobs = (
         [("N", n, config.base_p, config.base_l, n) for n in config.n_grid]
         + [("p", p, p, config.base_l, config.base_n) for p in config.p_grid]

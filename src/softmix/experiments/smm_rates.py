@@ -22,7 +22,6 @@ import numpy as np
 
 from softmix.core.restarts import spawn
 from softmix.experiments._smm import replicate
-from softmix.experiments._threads import single_blas_thread
 from softmix.plotting import loglog_slope
 
 NAME = "smm-rates"
@@ -67,12 +66,6 @@ class Config:
 
 
 def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
-    """One row per (N, replication, method)."""
-    with single_blas_thread():  # oversubscribed OpenBLAS is ~10x slower here
-        return _run(config, rng, progress)
-
-
-def _run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     rows: list[dict] = []
     jobs = [(n, r) for n in config.n_grid for r in range(config.n_reps)]
     for i, ((n, rep), child) in enumerate(zip(jobs, spawn(rng, len(jobs)))):
