@@ -8,10 +8,9 @@ import pytest
 from softmix import MixtureOfExperts
 from softmix.datasets import make_moe
 from softmix.exceptions import ConvergenceWarning
-from softmix.moe.em import fit_em, objective
+from softmix.moe.em import e_step, fit_em, objective
 from softmix.moe.gating import add_intercept
 from softmix.moe.gradient import (
-    _posterior_and_value,
     _q_gradient,
     fit_gd,
     fit_gradient_em,
@@ -31,7 +30,7 @@ def gaussian_problem():
 def test_q_gradient_at_the_posterior_is_the_objective_gradient(expert, ridge):
     X, y, truth = make_moe(60, 2, 2, expert=expert, random_state=1)
     X1 = add_intercept(X)
-    tau, value = _posterior_and_value(X1, y, truth, ridge)
+    tau, value = e_step(X1, y, truth, ridge)
     assert value == pytest.approx(objective(X, y, truth, ridge))
     grad = params_to_vector(MoEParams(*_q_gradient(X1, y, truth, tau, ridge), truth.expert))
     v0, h = params_to_vector(truth), 1e-6
@@ -48,7 +47,7 @@ def test_one_gd_step_is_the_normalised_gradient_step(gaussian_problem):
     n = X.shape[0]
     fit = fit_gd(X, y, truth, step_size=0.2, max_iter=1, tol=0.0)
     X1 = add_intercept(X)
-    tau, _ = _posterior_and_value(X1, y, truth, 0.0)
+    tau, _ = e_step(X1, y, truth, 0.0)
     g_gate, g_coef, g_var = _q_gradient(X1, y, truth, tau, 0.0)
     np.testing.assert_allclose(fit.params.gating, truth.gating + 0.2 * g_gate / n)
     np.testing.assert_allclose(fit.params.expert_coef, truth.expert_coef + 0.2 * g_coef / n)

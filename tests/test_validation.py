@@ -32,3 +32,14 @@ def test_scalars():
         check_float(0.0, "step", low=0.0, low_inclusive=False)
     with pytest.raises(ValueError, match="finite"):
         check_float(float("inf"), "step")
+
+
+@pytest.mark.parametrize("bad, error", [(0.0, ValueError), (-1.0, ValueError),
+                                        (float("nan"), ValueError), (float("inf"), ValueError),
+                                        ("0.1", TypeError), (True, TypeError)])
+def test_check_step_size_names_the_argument_and_the_remedy(bad, error):
+    from softmix._validation import check_step_size
+
+    with pytest.raises(error, match=r"step_gate .*e\.g\. step_gate=0\.5"):
+        check_step_size(bad, "step_gate")
+    assert check_step_size(0.25, "step_gate") == 0.25

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "check_random_state",
-    "check_int",
-    "check_float",
     "check_array",
     "check_choice",
     "check_fitted",
+    "check_float",
+    "check_int",
+    "check_random_state",
+    "check_step_size",
 ]
 
 
@@ -55,19 +56,32 @@ def check_float(
     low: float | None = None,
     high: float | None = None,
     low_inclusive: bool = True,
+    remedy: str = "",
 ) -> float:
-    """A finite real number in [low, high] (or (low, high] when ``low_inclusive=False``)."""
+    """A finite real number in [low, high] (or (low, high] when ``low_inclusive=False``).
+
+    ``remedy`` (e.g. ``"Use tol=1e-6."``) is appended to every error message.
+    """
+    tail = f" {remedy}" if remedy else ""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r}).")
+        raise TypeError(
+            f"{name} must be a real number, got {type(value).__name__} ({value!r}).{tail}"
+        )
     value = float(value)
     if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}.")
+        raise ValueError(f"{name} must be finite, got {value}.{tail}")
     if low is not None and (value < low or (not low_inclusive and value == low)):
         op = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {op} {low}, got {value}.")
+        raise ValueError(f"{name} must be {op} {low}, got {value}.{tail}")
     if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}.")
+        raise ValueError(f"{name} must be <= {high}, got {value}.{tail}")
     return value
+
+
+def check_step_size(value: Any, name: str) -> float:
+    """A step size: a finite real number > 0 (TypeError/ValueError naming ``name``)."""
+    return check_float(value, name, low=0.0, low_inclusive=False,
+                       remedy=f"Step sizes must be finite and > 0, e.g. {name}=0.5.")
 
 
 def check_array(

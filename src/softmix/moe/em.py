@@ -26,12 +26,12 @@ import numpy as np
 from softmix.core.em import relative_change, run_em
 from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
-from softmix.exceptions import ConvergenceWarning, DegenerateComponentWarning
-from softmix.moe.experts import EXPERTS, default_variance_floor
+from softmix.exceptions import ConvergenceWarning
+from softmix.moe.experts import EXPERTS, default_variance_floor, warn_degenerate
 from softmix.moe.gating import add_intercept, fit_gating
 from softmix.moe.model import MoEParams, log_joint_design, penalty
 
-__all__ = ["em_step", "fit_em", "objective", "run_checked"]
+__all__ = ["e_step", "em_step", "fit_em", "objective", "run_checked"]
 
 
 def objective(X: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0) -> float:
@@ -121,6 +121,18 @@ def run_checked(
     return result
 
 
+def e_step(X1: np.ndarray, y: np.ndarray, params: MoEParams,
+           ridge: float = 0.0) -> tuple[np.ndarray, float]:
+    """Posteriors ``tau`` (n, k) at ``params`` and the objective there, from ``X1 = [1, X]``.
+
+    ``tau_ji = P(z=i | x_j) f_i(y_j | x_j) / sum_l (same)`` in log space; the objective
+    ``sum_j log p(y_j | x_j) - penalty(params, ridge)`` comes out of the same normaliser.
+    """
+    lj = log_joint_design(X1, y, params)
+    lse = logsumexp(lj, axis=1, keepdims=True)
+    return np.exp(lj - lse), float(np.sum(lse)) - penalty(params, ridge)
+
+
 def em_step(
     X1: np.ndarray,
     y: np.ndarray,
@@ -142,10 +154,7 @@ def em_step(
     degenerate : dict
         ``{expert index: reason}`` for experts that collapsed in this M-step.
     """
-    lj = log_joint_design(X1, y, params)
-    lse = logsumexp(lj, axis=1, keepdims=True)
-    value = float(np.sum(lse)) - penalty(params, ridge)
-    tau = np.exp(lj - lse)
+    tau, value = e_step(X1, y, params, ridge)
     gating = fit_gating(X1, tau, params.gating, ridge=ridge, max_iter=inner_max_iter,
                         tol=inner_tol, method=inner_method)
     coef, var, degenerate = EXPERTS[params.expert].fit_weighted(
@@ -238,10 +247,5 @@ def fit_em(
     result.extra["degenerate"] = degenerate
     if warn:
         for i, (it, reason) in sorted(degenerate.items()):
-            warnings.warn(
-                f"expert {i} (0-based) collapsed at EM iteration {it}: {reason}. Use fewer "
-                "experts, restarts (n_init), a ridge, or a different initialisation.",
-                DegenerateComponentWarning,
-                stacklevel=2,
-            )
+            warn_degenerate({i: reason}, when=f" at EM iteration {it}")
     return result

@@ -31,14 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softmix._validation import check_int
+from softmix._validation import check_int, check_step_size
 from softmix.core.result import FitResult
-from softmix.core.special import logsumexp
-from softmix.moe.em import run_checked
+from softmix.moe.em import e_step, run_checked
 from softmix.moe.experts import EXPERTS
 from softmix.moe.gating import add_intercept, gating_gradient
-from softmix.moe.mirror import check_step_size
-from softmix.moe.model import MoEParams, log_joint_design, penalty
+from softmix.moe.model import MoEParams, penalty
 
 __all__ = ["StepSizeSearch", "fit_gd", "fit_gradient_em", "step_size_grid"]
 
@@ -66,12 +64,6 @@ def _step(params: MoEParams, grads, step_gate: float, step_expert: float, n: int
                      params.expert_coef + step_expert * g_coef / n, var, params.expert)
 
 
-def _posterior_and_value(X1, y, params: MoEParams, ridge: float):
-    lj = log_joint_design(X1, y, params)
-    lse = logsumexp(lj, axis=1, keepdims=True)
-    return np.exp(lj - lse), float(np.sum(lse)) - penalty(params, ridge)
-
-
 def _is_finite(params: MoEParams) -> bool:
     arrays = [params.gating, params.expert_coef]
     if params.expert_variance is not None:
@@ -94,7 +86,7 @@ def _run(X, y, params0, em_map, *, max_iter, tol, ridge, callback, init_method, 
         if not _is_finite(params):
             return float("nan")
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            return _posterior_and_value(X1, y, params, ridge)[1]
+            return e_step(X1, y, params, ridge)[1]
 
     result = run_checked(params0, guarded, objective, max_iter=max_iter, tol=tol,
                          monotone=False, callback=callback, init_method=init_method, name=name,
@@ -120,15 +112,8 @@ def fit_gd(
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples,)
-        Real responses (Gaussian experts), 0/1 (logistic) or class indices (multinomial).
-    params0 : MoEParams
-        Start.
-    max_iter, tol : int, float
-        Driver settings (``tol=0`` runs exactly ``max_iter`` steps).
-    ridge : float
-        L2 penalty, as in :func:`softmix.moe.em.fit_em`.
+    X, y, params0, max_iter, tol, ridge
+        As in :func:`softmix.moe.em.fit_em` (``tol=0`` runs exactly ``max_iter`` steps).
     step_size : float, default=0.1
         Step on the normalised objective ``L = -loglik / n`` (finite, > 0). Tune it with
         :func:`step_size_grid`.
@@ -149,15 +134,9 @@ def fit_gd(
     divergence stops the run with ``stop_reason="non_finite"`` and a ConvergenceWarning.
     """
     step_size = check_step_size(step_size, "step_size")
-    n = np.shape(X)[0]
-
-    def gd_map(X1, y, params):
-        tau, value = _posterior_and_value(X1, y, params, ridge)
-        grads = _q_gradient(X1, y, params, tau, ridge)
-        return _step(params, grads, step_size, step_size, n), value
-
-    return _run(X, y, params0, gd_map, max_iter=max_iter, tol=tol, ridge=ridge, callback=callback,
-                init_method=init_method, name="MoE gradient descent", warn=warn)
+    return _fit_first_order(X, y, params0, step_size, step_size, 1, max_iter=max_iter, tol=tol,
+                            ridge=ridge, callback=callback, init_method=init_method,
+                            name="MoE gradient descent", warn=warn)
 
 
 def fit_gradient_em(
@@ -200,17 +179,25 @@ def fit_gradient_em(
     step_gate = check_step_size(step_gate, "step_gate")
     step_expert = check_step_size(step_expert, "step_expert")
     n_inner = check_int(n_inner, "n_inner", low=1)
+    return _fit_first_order(X, y, params0, step_gate, step_expert, n_inner, max_iter=max_iter,
+                            tol=tol, ridge=ridge, callback=callback, init_method=init_method,
+                            name="MoE gradient EM", warn=warn)
+
+
+def _fit_first_order(X, y, params0, step_gate, step_expert, n_inner, *, max_iter, tol, ridge,
+                     callback, init_method, name, warn) -> FitResult:
+    """Gradient EM with validated steps; ``n_inner=1`` and equal steps is gradient descent."""
     n = np.shape(X)[0]
 
     def gem_map(X1, y, params):
-        tau, value = _posterior_and_value(X1, y, params, ridge)
+        tau, value = e_step(X1, y, params, ridge)
         new = params
         for _ in range(n_inner):
             new = _step(new, _q_gradient(X1, y, new, tau, ridge), step_gate, step_expert, n)
         return new, value
 
     return _run(X, y, params0, gem_map, max_iter=max_iter, tol=tol, ridge=ridge,
-                callback=callback, init_method=init_method, name="MoE gradient EM", warn=warn)
+                callback=callback, init_method=init_method, name=name, warn=warn)
 
 
 @dataclass

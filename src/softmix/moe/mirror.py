@@ -48,7 +48,13 @@ from collections.abc import Callable
 import numpy as np
 from scipy import linalg
 
-from softmix._validation import check_array, check_choice, check_float, check_int
+from softmix._validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_int,
+    check_step_size,
+)
 from softmix.core.result import FitResult
 from softmix.core.solvers import newton_direction, newton_maximize
 from softmix.core.special import expit, log_expit
@@ -56,7 +62,6 @@ from softmix.moe.em import run_checked
 
 __all__ = [
     "KINDS",
-    "check_step_size",
     "complete_information",
     "expected_statistic",
     "fit_symmetric",
@@ -363,14 +368,6 @@ def sym_gradient_em_map(
         return new, value
 
     return _guarded(gem_map)
-
-
-def check_step_size(value, name: str) -> float:
-    """A step size: a finite real number > 0 (ValueError naming ``name`` otherwise)."""
-    try:
-        return check_float(value, name, low=0.0, low_inclusive=False)
-    except ValueError as exc:
-        raise ValueError(f"{exc} Step sizes must be finite and > 0, e.g. {name}=0.5.") from None
 
 
 def fit_symmetric(
