@@ -118,3 +118,26 @@ def test_separable_labels_stay_finite_with_ridge():
     labels = np.column_stack([(x > 0), (x <= 0)]).astype(float)
     coef = fit_multinomial_logistic(design, labels, ridge=1e-2)
     assert np.all(np.isfinite(coef)) and coef[0, 1] > 5  # steep, positive, finite
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.3])
+def test_binary_objective_matches_the_explicit_formula(ridge):
+    # oracle: the binary model written out with scipy's expit (moderate eta, no overflow)
+    from scipy.special import expit as sp_expit
+
+    rng = np.random.default_rng(5)
+    design = np.hstack([np.ones((40, 1)), rng.standard_normal((40, 2))])
+    t = rng.uniform(size=40)
+    w = rng.uniform(0.1, 2.0, size=40)
+    coef = rng.standard_normal(3)
+    eta = design @ coef
+    s = sp_expit(eta)
+    value = np.sum(w * (t * np.log(s) + (1 - t) * np.log(1 - s))) - 0.5 * ridge * coef @ coef
+    grad = design.T @ (w * (t - s)) - ridge * coef
+    hess = -(design * (w * s * (1 - s))[:, None]).T @ design - ridge * np.eye(3)
+    v, g, h = binary_logistic_objective(coef, design, t, w, ridge, order=2)
+    assert v == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(g, grad, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h, hess, rtol=1e-10, atol=1e-12)
+    assert binary_logistic_objective(coef, design, t, None, ridge, order=0) == pytest.approx(
+        np.sum(t * np.log(s) + (1 - t) * np.log(1 - s)) - 0.5 * ridge * coef @ coef, rel=1e-12)
