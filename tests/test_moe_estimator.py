@@ -207,3 +207,58 @@ def test_unavailable_gradient_solver_says_so(data, monkeypatch):
     X, y = data
     with pytest.raises(ValueError, match="solver='gd' is not available"):
         MixtureOfExperts(2, solver="gd").fit(X, y)
+
+
+# ----------------------------------------------------------------------------- sklearn protocol
+
+def test_set_params_rejects_unknown_names_and_changes_nothing():
+    m = MixtureOfExperts(2, random_state=0)
+    before = m.get_params()
+    with pytest.raises(ValueError, match=r"invalid parameter\(s\) \['n_expert'\].*n_experts"):
+        m.set_params(n_expert=3, tol=1e-3)
+    with pytest.raises(ValueError, match=r"\['step_size'\] .*solver='em'"):
+        m.set_params(step_size=0.3)  # a GD option while the solver is EM
+    assert m.get_params() == before
+    m.set_params(solver="gd", step_size=0.3)  # the option of the new solver is accepted
+    assert m.solver == "gd" and m.get_params()["step_size"] == 0.3
+
+
+def test_no_fitted_attribute_before_fit():
+    m = MixtureOfExperts(2)
+    assert [a for a in vars(m) if a.endswith("_")] == []
+    with pytest.raises(NotFittedError):
+        m.predict(np.zeros((2, 1)))
+
+
+def test_sklearn_clone_and_grid_search():
+    base = pytest.importorskip("sklearn.base")
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    X, y, _ = make_gaussian_moe(600, random_state=1)
+    m = MixtureOfExperts(2, solver="gradient_em", step_gate=0.5, random_state=3, max_iter=5,
+                         tol=0).fit(X, y)
+    c = base.clone(m)
+    assert c.get_params() == m.get_params()
+    assert [a for a in vars(c) if a.endswith("_")] == []
+    search = model_selection.GridSearchCV(MixtureOfExperts(1, random_state=0),
+                                          {"n_experts": [1, 2]}, cv=3).fit(X, y)
+    assert search.best_params_ == {"n_experts": 2}  # held-out log-likelihood (score)
+
+
+@pytest.mark.parametrize("solver", ["em", "gd"])
+def test_same_instance_fitted_twice_gives_the_same_fit(solver):
+    X, y, _ = make_gaussian_moe(400, random_state=2)
+    m = MixtureOfExperts(2, solver=solver, n_init=2, random_state=5, max_iter=30, tol=0)
+    first = m.fit(X, y).params_
+    second = m.fit(X, y).params_
+    np.testing.assert_array_equal(first.gating, second.gating)
+    np.testing.assert_array_equal(first.expert_coef, second.expert_coef)
+
+
+def test_a_failed_refit_leaves_the_fitted_model_as_it_was():
+    X, y, _ = make_moe(300, 2, 2, expert="multinomial", random_state=0)
+    m = MixtureOfExperts(2, expert="multinomial", random_state=0, max_iter=20, tol=0).fit(X, y)
+    classes, proba = m.classes_.copy(), m.predict_proba(X[:5])
+    with pytest.raises(ValueError, match="fewer samples"):
+        m.fit(X[:4], np.array([0, 1, 2, 3]))  # 4 classes, too few samples
+    np.testing.assert_array_equal(m.classes_, classes)
+    np.testing.assert_array_equal(m.predict_proba(X[:5]), proba)

@@ -42,6 +42,15 @@ SOLVERS: dict[str, Callable[..., FitResult]] = {
 }
 
 
+
+def _solver_options(solver: Callable[..., FitResult]) -> set[str] | None:
+    """Keyword options of ``solver`` that the estimator does not set itself (None: any)."""
+    sig = inspect.signature(solver)
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    accepted = {n for n, p in sig.parameters.items() if p.kind == p.KEYWORD_ONLY}
+    return accepted - {"max_iter", "tol", "ridge", "callback", "init_method"}
+
 class MixtureOfExperts:
     """Softmax-gated mixture of experts fitted by maximum likelihood.
 
@@ -145,7 +154,6 @@ class MixtureOfExperts:
         self.callback = callback
         self.truth = truth
         self.solver_options = dict(solver_options)
-        self.params_: MoEParams | None = None
 
     # ----------------------------------------------------------------- sklearn plumbing
     _PARAM_NAMES = ("n_experts", "expert", "solver", "init", "n_init", "max_iter", "tol",
@@ -158,13 +166,40 @@ class MixtureOfExperts:
         return out
 
     def set_params(self, **params: Any) -> MixtureOfExperts:
-        """Set hyperparameters; unknown names become solver options."""
+        """Set hyperparameters and solver options (scikit-learn protocol).
+
+        Raises
+        ------
+        ValueError
+            For a name that is neither a hyperparameter nor an option of the solver in effect
+            after the call (e.g. a misspelling); nothing is changed then.
+        """
+        solver = params.get("solver", self.solver)
+        options = [name for name in params if name not in self._PARAM_NAMES]
+        accepted = _solver_options(SOLVERS[solver]) if solver in SOLVERS else None
+        unknown = sorted(set(options) - accepted) if accepted is not None else []
+        if unknown:
+            raise ValueError(
+                f"invalid parameter(s) {unknown} for MixtureOfExperts with solver={solver!r}: "
+                f"the hyperparameters are {list(self._PARAM_NAMES)} and the options of this "
+                f"solver {sorted(accepted)}. Check the spelling (get_params() lists the current "
+                "values)."
+            )
         for name, value in params.items():
             if name in self._PARAM_NAMES:
                 setattr(self, name, value)
             else:
                 self.solver_options[name] = value
         return self
+
+    def __sklearn_tags__(self):
+        """scikit-learn (>= 1.6) estimator tags, so that ``clone``, ``GridSearchCV`` and
+        ``cross_val_score`` (scored by :meth:`score`, the held-out log-likelihood) work.
+        Needs scikit-learn, which softmix itself does not."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=True),
+                    input_tags=InputTags())
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
@@ -209,16 +244,13 @@ class MixtureOfExperts:
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable or None, got {type(self.callback)}.")
         solver = SOLVERS[self.solver]
-        sig = inspect.signature(solver)
-        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            accepted = {n for n, p in sig.parameters.items() if p.kind == p.KEYWORD_ONLY}
-            accepted -= {"max_iter", "tol", "ridge", "callback", "init_method"}
-            unknown = sorted(set(self.solver_options) - accepted)
-            if unknown:
-                raise TypeError(
-                    f"unknown option(s) {unknown} for solver={self.solver!r}; it accepts "
-                    f"{sorted(accepted)}."
-                )
+        accepted = _solver_options(solver)
+        unknown = sorted(set(self.solver_options) - accepted) if accepted is not None else []
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {unknown} for solver={self.solver!r}; it accepts "
+                f"{sorted(accepted)}."
+            )
         return solver
 
     def _check_X(self, X: Any, fitted: bool = True) -> np.ndarray:
@@ -233,6 +265,8 @@ class MixtureOfExperts:
         return X
 
     def _check_y(self, y: Any, n: int, fit: bool) -> np.ndarray:
+        """Encoded ``y``; with ``fit=True`` the classes found are returned too (``(y, classes)``)
+        and ``classes_`` is left alone, so a failing fit does not touch a fitted model."""
         y = check_array(y, "y", ndim=1)
         if y.shape[0] != n:
             raise ValueError(
@@ -240,7 +274,7 @@ class MixtureOfExperts:
                 "with the same number of samples."
             )
         if self.expert == "gaussian":
-            return y
+            return (y, None) if fit else y
         if not np.all(y == np.round(y)):
             raise ValueError(
                 f"y must hold integer class labels for {self.expert!r} experts, got non-integer "
@@ -258,15 +292,18 @@ class MixtureOfExperts:
                     f"y must hold at least 2 classes for {self.expert!r} experts, got only "
                     f"{classes.tolist()}."
                 )
-            self.classes_ = np.array([0.0, 1.0]) if self.expert == "logistic" else classes
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.minimum(idx, self.classes_.size - 1)
-        if not np.all(self.classes_[idx] == y):
+            classes = np.array([0.0, 1.0]) if self.expert == "logistic" else classes
+        else:
+            classes = self.classes_
+        idx = np.searchsorted(classes, y)
+        idx = np.minimum(idx, classes.size - 1)
+        if not np.all(classes[idx] == y):
             raise ValueError(
-                f"y holds labels {np.setdiff1d(y, self.classes_)[:10].tolist()} not seen in fit "
-                f"(classes_ = {self.classes_.tolist()})."
+                f"y holds labels {np.setdiff1d(y, classes)[:10].tolist()} not seen in fit "
+                f"(classes_ = {classes.tolist()})."
             )
-        return idx.astype(float) if self.expert == "logistic" else idx
+        y_enc = idx.astype(float) if self.expert == "logistic" else idx
+        return (y_enc, classes) if fit else y_enc
 
     # ----------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any) -> MixtureOfExperts:
@@ -284,10 +321,10 @@ class MixtureOfExperts:
         """
         solver = self._check_hyperparameters()
         X = self._check_X(X, fitted=False)
-        y_enc = self._check_y(y, X.shape[0], fit=True)
+        y_enc, classes = self._check_y(y, X.shape[0], fit=True)
         n, d = X.shape
         expert = EXPERTS[self.expert]
-        n_classes = self.classes_.size if self.expert == "multinomial" else None
+        n_classes = classes.size if self.expert == "multinomial" else None
         n_params = (self.n_experts - 1) * (d + 1) + self.n_experts * expert.n_params(d, n_classes)
         if n < n_params:
             raise ValueError(
@@ -303,7 +340,6 @@ class MixtureOfExperts:
                     f"init has {self.init.n_experts} experts but n_experts={self.n_experts}."
                 )
         rng = check_random_state(self.random_state)
-        self.n_features_in_ = d
         options = dict(self.solver_options)
 
         def fit_one(child: np.random.Generator) -> FitResult:
@@ -321,6 +357,10 @@ class MixtureOfExperts:
                           **options)
 
         result = fit_with_restarts(fit_one, self.n_init, rng)
+        # fitted attributes only now: a fit that raised leaves a fitted model as it was
+        self.n_features_in_ = d
+        if classes is not None:
+            self.classes_ = classes
         self.fit_result_ = result
         self.params_ = result.params
         self.gating_coef_ = np.array(result.params.gating)
