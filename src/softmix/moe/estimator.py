@@ -63,30 +63,35 @@ class MixtureOfExperts:
         (``y`` in {0, 1}) or multinomial logistic experts (integer class labels).
     solver : {"em", "gd", "gradient_em"}, default="em"
         ``"em"``: exact EM. ``"gd"`` and ``"gradient_em"`` are the gradient methods of
-        :mod:`softmix.moe.gradient` (available when that module is installed).
+        :mod:`softmix.moe.gradient` (Fruytier, Mokhtari, Sanghavi 2025).
     init : {"random", "kmeans", "near_truth"} or MoEParams, default="random"
-        Initialisation (see :mod:`softmix.moe.init`): a random hard partition with per-group
-        fits, k-means on ``(x, y)``, the true parameters plus noise (experiments only; needs
+        Initialisation (see :mod:`softmix.moe.init`): a random hard partition (nearest of
+        ``n_experts`` random sample centres in standardised ``(x, y)``) with per-group fits,
+        k-means on ``(x, y)``, the true parameters plus noise (experiments only; needs
         ``truth``), or a user-given :class:`~softmix.moe.model.MoEParams`.
     n_init : int, default=1
         Restarts from independent initialisations; the best log-likelihood is kept.
     max_iter : int, default=1000
         Iterations of the solver; ``0`` returns the initialisation.
     tol : float, default=1e-6
-        Stop when the relative change of the objective is ``<= tol``; ``0`` runs ``max_iter``
+        Stop when the relative change of the objective is ``<= tol`` and not growing (never on
+        the first iteration; see :func:`softmix.moe.em.run_checked`); ``0`` runs ``max_iter``
         iterations.
     ridge : float, default=0.0
         L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients
         (a MAP fit; keeps them finite on separable data).
     random_state : None, int or numpy.random.Generator
-        Seed of the initialisations and of :meth:`sample` when it gets none.
+        Seed of the initialisations (restarts get spawned child streams); an int gives the
+        same fit every time. :meth:`sample` takes its own ``random_state``.
     callback : callable, optional
         ``callback(iteration, params, objective)`` after every iteration; truthy return stops.
     truth : MoEParams, optional
         The true parameters, only for ``init="near_truth"``.
     **solver_options
         Passed to the solver. EM: ``inner_max_iter`` (300), ``inner_tol`` (1e-10),
-        ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (``1e-6 var(y)``).
+        ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (``1e-6 var(y)``). GD:
+        ``step_size`` (0.1). Gradient EM: ``step_gate``, ``step_expert`` (0.1), ``n_inner``
+        (5). Names are checked by :meth:`set_params` and :meth:`fit`.
 
     Attributes
     ----------
