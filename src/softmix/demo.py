@@ -86,7 +86,7 @@ def run_demo(
          f"L = {n_features} features, K = {n_components} components, N = {n_samples:,} draws "
          f"(seed {seed})"),
         (f"fit: SoftmaxMixture(init={DEMO_INIT!r}, n_init={DEMO_N_INIT}, "
-         f"m_step={model.m_step!r}) on the counts"),
+         f"m_step={model.m_step!r}: used {model.m_step_used_!r}) on the counts"),
         f"start: {start_used} ({start_why})",
         "",
         f"{'k':>2} {'alpha':>7} {'alpha_hat':>9} {'|theta_hat - theta|':>20}",

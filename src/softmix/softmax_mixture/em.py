@@ -30,6 +30,20 @@ Two M-steps:
     step costs no extra product. On a whitened Gaussian design ``Cov_pi(x) ~ I`` and eta = 1 is
     about one Newton step.
 
+``m_step="auto"`` (the estimator's default; resolved once per fit by :func:`select_m_step`)
+    In whitened coordinates the Hessian of ``Q_k / c_k`` is ``-Cov_{pi(theta)}(z)``, the Hessian
+    of the design's cumulant generating function ``A(theta) = log sum_j exp(z_j' theta)``. For an
+    exactly Gaussian design ``A(theta) = ||theta||^2 / 2 + const``, so ``Cov_{pi(theta)}(z) = I``
+    at every theta and the gradient step with eta = 1 *is* the Newton step, at O(p L K) instead
+    of O(p L^2 K). How far ``Cov_{pi(theta)}(z)`` moves from I is governed by the cumulants of
+    order >= 3 of the whitened design (``d/dt Var_{pi(t u)}(u'z)`` at t = 0 is the third
+    cumulant along u, the fourth governs the next order), which for standardised data are the
+    normalised Hermite coefficients of :func:`softmix.softmax_mixture.moments.design_diagnostics`
+    (orders 3 and 4). So: gradient when the whitened design passes that Gaussianity check along
+    the directions the atoms move in (those of the centred starting atoms), Newton otherwise
+    (and Newton whenever the design is not whitened). The threshold is the diagnostic's own
+    (``GAUSSIAN_TOLERANCE``, or 4 sampling standard deviations), not a speed-tuned constant.
+
 Empty components (``c_k = 0``: no responsibility mass, e.g. a zero weight or a complete underflow)
 keep their atom and weight 0 and raise a :class:`DegenerateComponentWarning` naming them.
 
@@ -66,6 +80,7 @@ from softmix.softmax_mixture.model import (
     params_to_vector,
     weighted_covariance,
 )
+from softmix.softmax_mixture.moments import design_diagnostics
 
 __all__ = [
     "DEFAULT_MAX_ITER",
@@ -79,16 +94,18 @@ __all__ = [
     "fit_em",
     "make_em_map",
     "prepare_design",
+    "select_m_step",
 ]
 
-M_STEPS = ("newton", "gradient")
+M_STEPS = ("auto", "newton", "gradient")
 
 #: [chosen, measured; numbers in the README] The exact Newton M-step. On Gaussian designs
 #: (isotropic or not, thanks to whitening) the paper's gradient step needs as many EM iterations
 #: and is cheaper per iteration (O(pLK) vs O(pL^2 K): ~1.5x at L = 10, ~20x at L = 100), but on a
 #: heavy-tailed design (Student-t(3) features) it had not converged after 3000 iterations where
-#: Newton converged in 3-4. Robustness first: use m_step="gradient" for large L on
-#: Gaussian-like designs.
+#: Newton converged in 3-4. Robustness first for :func:`fit_em` (used by the experiments that
+#: study EM itself); the estimator's default is ``"auto"``, which picks the gradient step exactly
+#: on Gaussian-like designs (:func:`select_m_step`).
 DEFAULT_M_STEP = "newton"
 DEFAULT_MAX_ITER = 1000
 #: Relative log-likelihood change; with ``|loglik| ~ N log p`` this is an absolute change of
@@ -421,6 +438,7 @@ def make_em_map(
     by the next E-step when it is called with those very parameters) and the set of components
     already reported empty (one warning per component and fit).
     """
+    check_choice(m_step, "m_step", ("newton", "gradient"))  # "auto" is resolved by fit_em
     if isinstance(features, Design):
         features_t = features.working_t
     else:
@@ -503,6 +521,47 @@ def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step
     return new_atoms, scores
 
 
+def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
+    """Resolve ``m_step="auto"``: ``"gradient"`` on a Gaussian-like whitened design, else Newton.
+
+    The rule and why: module docstring (``m_step="auto"``). Cost O(p L K), once per fit.
+
+    Parameters
+    ----------
+    design : Design
+    start : SoftmaxMixtureParams
+        The starting parameters in *working* coordinates (``design.to_working``).
+
+    Returns
+    -------
+    m_step : {"gradient", "newton"}
+    info : dict
+        ``m_step_rule`` (a sentence), ``design_hermite_score`` (the largest normalised Hermite
+        coefficient of order 3 or 4 along the directions checked; nan when not computed) and
+        ``design_hermite_threshold``.
+    """
+    if not design.whitened:
+        return "newton", {"m_step_rule": "design not whitened: the gradient step is not a "
+                          "Newton step there", "design_hermite_score": float("nan"),
+                          "design_hermite_threshold": float("nan")}
+    atoms = np.asarray(start.atoms, dtype=float)
+    norms = np.linalg.norm(atoms, axis=1)
+    directions = atoms[norms > 1e-12] / norms[norms > 1e-12, None]  # (D, r)
+    if directions.shape[0] == 0:  # every atom at the centre: check the principal axes
+        directions = np.eye(atoms.shape[1])[: start.n_components]
+    projected = _dot(directions, design.working_t).T  # (p, D) float64: u'z_j
+    diag = design_diagnostics(projected, np.eye(projected.shape[1]), 4)
+    m_step = "gradient" if diag.gaussian else "newton"
+    compare = "<=" if diag.gaussian else ">"
+    rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
+            f"along the starting atoms {diag.max_score:.3g} {compare} {diag.threshold:.3g}: " + (
+                "Gaussian-like, Cov_pi(z) ~ I, the eta = 1 gradient step is a Newton step"
+                if diag.gaussian else "far from Gaussian, Cov_pi(z) moves away from I, so the "
+                "Newton step is used"))
+    return m_step, {"m_step_rule": rule, "design_hermite_score": diag.max_score,
+                    "design_hermite_threshold": diag.threshold}
+
+
 def _max_atom_change(a: SoftmaxMixtureParams, b: SoftmaxMixtureParams) -> float:
     return float(np.max(np.linalg.norm(a.atoms - b.atoms, axis=1)))
 
@@ -536,8 +595,10 @@ def fit_em(
         Non-negative counts ``n_j``, not all zero.
     params0 : SoftmaxMixtureParams
         Start. ``max_iter=0`` returns this very object.
-    m_step : {"newton", "gradient"}
-        Exact damped-Newton M-step, or the paper's safeguarded one-gradient-step M-step.
+    m_step : {"newton", "gradient", "auto"}
+        Exact damped-Newton M-step, the paper's safeguarded one-gradient-step M-step, or
+        ``"auto"``: one of the two chosen once from the design by :func:`select_m_step`
+        (recorded in ``result.extra["m_step"]``; ``extra["m_step_requested"]`` is ``"auto"``).
     step_size : float
         eta of the gradient M-step (default 1.0, as in the paper).
     max_iter : int
@@ -600,6 +661,9 @@ def fit_em(
     work_t = design.working_t
     counts = np.asarray(counts, dtype=float)
     start = design.to_working(params0)
+    requested, auto_info = m_step, {}
+    if m_step == "auto":
+        m_step, auto_info = select_m_step(design, start)
     em_map = make_em_map(
         design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter
     )
@@ -628,5 +692,7 @@ def fit_em(
     # the start itself when no iteration ran (no round trip through the working coordinates)
     result.params = params0 if result.params is start else design.from_working(result.params)
     result.extra["m_step"] = m_step
+    result.extra["m_step_requested"] = requested
+    result.extra.update(auto_info)
     result.extra["n_unidentified"] = design.n_unidentified
     return result

@@ -20,7 +20,6 @@ from softmix._validation import (
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
 from softmix.softmax_mixture.em import (
-    DEFAULT_M_STEP,
     DEFAULT_MAX_ITER,
     DEFAULT_TOL,
     M_STEPS,
@@ -126,14 +125,23 @@ class SoftmaxMixture:
         Starting point: a name registered in
         :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``, and the moment-based
         warm starts when installed), or parameters (``SoftmaxMixtureParams`` or a dict with
-        ``weights`` (K,) and ``atoms`` (K, L)).
+        ``weights`` (K,) and ``atoms`` (K, L)). ``"random"`` stays the default [measured,
+        README]: the moment-based ``"auto"`` start reached the same optimum in the benign
+        settings but the whole fit took 1.5-10x longer (its SDP / screened starts), and on a
+        heavy-tailed design it warns (falls back to screened random starts) and once did not
+        converge; it is the better start when atoms are crowded (K > L), see the README.
     n_init : int, default=1
         Number of runs from independent starts (spawned generators); the best
         log-likelihood is kept, every run's final value is in ``fit_result_.all_objectives``.
         Must be 1 with a user-given start (it would repeat the same run).
-    m_step : {"newton", "gradient"}, default="newton"
-        Exact damped-Newton M-step, or the paper's safeguarded one-gradient-step M-step in
-        whitened coordinates (cheaper per iteration for large L on Gaussian-like designs).
+    m_step : {"auto", "newton", "gradient"}, default="auto"
+        Safeguarded damped-Newton M-step, or the paper's safeguarded one-gradient-step M-step
+        in whitened coordinates (O(p L K) instead of O(p L^2 K) per iteration). ``"auto"``
+        chooses once per fit (:func:`softmix.softmax_mixture.em.select_m_step`): the gradient
+        step when the whitened design is Gaussian-like along the starting atoms (then
+        ``Cov_pi(z) ~ I`` and the eta = 1 gradient step is a Newton step), Newton otherwise;
+        the choice is in ``m_step_used_``. In ``benchmarks/RESULTS.md`` (table 2) it is the
+        fastest way to the optimum on both the Gaussian and the Student-t(3) designs.
     step_size : float, default=1.0
         eta of the gradient M-step.
     max_iter : int, default=1000
@@ -153,6 +161,11 @@ class SoftmaxMixture:
         fixed points; with SQUAREM it reached the optimum 1.6-1.9x sooner than the (near-)exact
         M-step of 20 iterations, on Gaussian and heavy-tailed designs. Use 20 or more for an
         exact M-step (studies of EM itself).
+    dtype : {"float64", "float32"} or numpy dtype, default="float64"
+        Storage of EM's working copy of the design and precision of the two large matrix
+        products per iteration; exponentials, sums, the log-likelihood and the M-step solves
+        stay float64 (see :func:`softmix.softmax_mixture.em.fit_em`). float32 halves the
+        design's memory; the optimum agrees with float64's to ~1e-7 (relative log-likelihood).
     random_state : None, int or numpy.random.Generator
         Seeds the initialisations (an int gives the same fit every time).
     callback : callable, optional
@@ -172,6 +185,9 @@ class SoftmaxMixture:
     history_ : ndarray of shape (n_iter_ + 1,)
         Log-likelihood at the start and after each iteration (best run).
     init_method_ : str
+    m_step_used_ : {"newton", "gradient"}
+        The M-step the best run used (what ``m_step="auto"`` resolved to); also in
+        ``fit_result_.extra["m_step"]``, with the rule in ``extra["m_step_rule"]``.
     fit_result_ : FitResult
     features_ : ndarray of shape (n_alternatives, n_features)
         The training design (a reference, not a copy): the default for the methods below.
@@ -202,12 +218,13 @@ class SoftmaxMixture:
         *,
         init: str | SoftmaxMixtureParams | Mapping = "random",
         n_init: int = 1,
-        m_step: str = DEFAULT_M_STEP,
+        m_step: str = "auto",
         step_size: float = 1.0,
         max_iter: int = DEFAULT_MAX_ITER,
         tol: float = DEFAULT_TOL,
         accelerate: str | None = "squarem",
         newton_max_iter: int = 1,
+        dtype: str = "float64",
         random_state: None | int | np.random.Generator = None,
         callback: Callable[[int, SoftmaxMixtureParams, float], Any] | None = None,
     ) -> None:
@@ -220,6 +237,7 @@ class SoftmaxMixture:
         self.tol = tol
         self.accelerate = accelerate
         self.newton_max_iter = newton_max_iter
+        self.dtype = dtype
         self.random_state = random_state
         self.callback = callback
         self.params_: SoftmaxMixtureParams | None = None
@@ -281,7 +299,20 @@ class SoftmaxMixture:
             "tol": check_float(self.tol, "tol", low=0.0),
             "accelerate": self._check_accelerate(),
             "newton_max_iter": check_int(self.newton_max_iter, "newton_max_iter", low=1),
+            "dtype": self._check_dtype(),
         }
+
+    def _check_dtype(self) -> str:
+        try:  # "float32", np.float32 and np.dtype("float32") all name the same precision
+            name = None if self.dtype is None else np.dtype(self.dtype).name
+        except TypeError:
+            name = None
+        if name in ("float64", "float32"):
+            return name
+        raise ValueError(
+            f"dtype must be 'float64' or 'float32' (the working precision of the design), got "
+            f"{self.dtype!r}. Use dtype='float32' to halve the design's memory, else the default."
+        )
 
     def _check_accelerate(self) -> str | None:
         if self.accelerate is None or self.accelerate == "squarem":
@@ -310,7 +341,7 @@ class SoftmaxMixture:
         features = check_features(features)
         n = to_counts(features, choices, counts)
         hp = self._check_hyperparameters(features.shape[0])
-        design = prepare_design(features)  # warns once about unidentified directions
+        design = prepare_design(features, dtype=hp["dtype"])  # warns once about unidentified directions
         rng = check_random_state(self.random_state)
 
         def fit_one(child: np.random.Generator) -> FitResult:
@@ -333,6 +364,7 @@ class SoftmaxMixture:
         self.stop_reason_ = result.stop_reason
         self.history_ = result.history
         self.init_method_ = result.init_method
+        self.m_step_used_ = result.extra["m_step"]
         self.features_ = features
         self.n_samples_ = int(n.sum())
         self.n_unidentified_ = design.n_unidentified

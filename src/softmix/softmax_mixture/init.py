@@ -1,9 +1,9 @@
 """Starting points for softmax-mixture EM.
 
 :data:`INITIALISERS` maps a name to ``init(features, counts, n_components, rng) ->
-SoftmaxMixtureParams``. This module registers ``"random"``; the moment-based warm starts of the
-paper (``"mom"``, ``"subspace"``, ``"auto"``) are registered by the modules that implement them,
-by adding entries to this dict. :func:`resolve_init` turns the estimator's ``init`` argument (a
+SoftmaxMixtureParams``. This module defines ``"random"`` and registers, at its end, the
+moment-based warm starts of the paper (``"mom"``, ``"subspace"``, ``"auto"``) from
+:data:`softmix.softmax_mixture.warm_start.WARM_STARTS`. :func:`resolve_init` turns the estimator's ``init`` argument (a
 registered name, a :class:`SoftmaxMixtureParams` or a dict with ``weights``/``atoms``) into
 parameters.
 """
@@ -63,8 +63,8 @@ def random_init(
     return SoftmaxMixtureParams(np.full(n_components, 1.0 / n_components), atoms)
 
 
-#: name -> initialiser. Moment-based starts ("mom", "subspace", "auto") are added by their
-#: own modules (softmix.softmax_mixture.dmm / moments); keep this the one registry.
+#: name -> initialiser; keep this the one registry. The moment-based starts ("mom", "subspace",
+#: "auto") are added at the end of this module from softmax_mixture.warm_start.WARM_STARTS.
 INITIALISERS: dict[str, Initialiser] = {
     "random": random_init,
 }

@@ -46,7 +46,6 @@ __all__ = [
     "latent_moment_covariance",
     "latent_moments",
     "second_moment_matrix",
-    "subspace_distance",
     "whiten",
 ]
 
@@ -251,6 +250,8 @@ def second_moment_matrix(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def estimate_subspace(m2: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
     """Top eigenvectors of M2: an orthonormal basis of the estimated span of the atoms.
 
+    (Its error against a true span is :func:`softmix.metrics.subspace_error`.)
+
     Parameters
     ----------
     m2 : ndarray of shape (L, L)
@@ -269,13 +270,6 @@ def estimate_subspace(m2: np.ndarray, n_components: int) -> tuple[np.ndarray, np
     order = np.argsort(evals)[::-1]
     d = min(n_components, m2.shape[0])
     return evecs[:, order[:d]], evals[order]
-
-
-def subspace_distance(basis_a: np.ndarray, basis_b: np.ndarray) -> float:
-    """``||P_a - P_b||_op`` for orthonormal bases (columns) of two subspaces."""
-    pa = basis_a @ basis_a.T
-    pb = basis_b @ basis_b.T
-    return float(np.linalg.norm(pa - pb, 2))
 
 
 @dataclass(frozen=True)
