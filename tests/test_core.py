@@ -116,3 +116,47 @@ def test_warnings_filter_is_not_leaked_by_restarts():
         warnings.simplefilter("error")
         fit_with_restarts(lambda rng: run_em(1.0, contraction, objective, max_iter=3, tol=1e-3),
                           2, np.random.default_rng(0))
+
+
+# The tolerance stop: small AND not growing (a start next to a saddle moves away slowly).
+
+def _scripted(values):
+    """A step map on integer 'parameters' t whose objective at t is values[t]."""
+    def step(t):
+        return t + 1, values[t]
+    return step, (lambda t: values[t])
+
+
+def test_stop_needs_a_small_change_that_is_not_growing():
+    # changes 1e-4, 2e-4, 4e-4, 1, 0.1, 1e-9, 1e-10 at scale 1e4: all of the first three are
+    # below tol * |l| = 1e-2 but growing (leaving a saddle): the plain rule stopped at t = 1.
+    values = -1e4 + np.cumsum([0, 1e-4, 2e-4, 4e-4, 1.0, 0.1, 1e-9, 1e-10, 1e-11, 0, 0])
+    step, obj = _scripted(values)
+    res = run_em(0, step, obj, max_iter=9, tol=1e-6)
+    assert res.converged and res.stop_reason == "tol"
+    assert res.n_iter == 6 and res.params == 6
+    np.testing.assert_array_equal(res.history, values[:7])
+
+
+def test_never_converged_on_the_first_iteration_even_at_the_maximum():
+    values = np.full(10, -5.0)
+    step, obj = _scripted(values)
+    res = run_em(0, step, obj, max_iter=9, tol=1e-6)
+    assert res.converged and res.n_iter == 2
+
+
+def test_growing_changes_until_max_iter_warn_and_do_not_converge():
+    values = -1e4 + np.cumsum(1e-6 * 2.0 ** np.arange(12))
+    step, obj = _scripted(values)
+    with pytest.warns(Warning, match="did not converge in max_iter=5 .*not growing"):
+        res = run_em(0, step, obj, max_iter=5, tol=1e-6)
+    assert not res.converged and res.stop_reason == "max_iter" and res.n_iter == 5
+
+
+def test_tol_zero_runs_max_iter_and_user_callback_still_stops():
+    values = np.full(10, -5.0)
+    step, obj = _scripted(values)
+    res = run_em(0, step, obj, max_iter=7, tol=0.0)
+    assert res.n_iter == 7 and res.stop_reason == "max_iter" and not res.converged
+    res = run_em(0, step, obj, max_iter=7, tol=1e-6, callback=lambda it, p, v: it == 1)
+    assert res.stop_reason == "callback" and res.n_iter == 1

@@ -9,7 +9,7 @@ import pytest
 
 from softmix import MixtureOfExperts
 from softmix.datasets import make_gaussian_moe
-from softmix.moe.em import fit_em, run_checked
+from softmix.moe.em import fit_em
 from softmix.moe.init import init_from_partition, init_random
 
 
@@ -87,45 +87,3 @@ def test_balanced_partition_start_is_not_declared_converged_on_its_saddle():
     res = fit_em(X, y, p0, tol=1e-5)
     ref = _near_truth_loglik(X, y, truth, 7)
     assert res.converged and res.objective > ref.log_likelihood_ - 2.0, res.history[:4]
-
-
-def _scripted(values):
-    """A step map on integer 'parameters' t whose objective at t is values[t]."""
-    def step(t):
-        return t + 1, values[t]
-    return step, (lambda t: values[t])
-
-
-def test_stop_needs_a_small_change_that_is_not_growing():
-    # changes 1e-4, 2e-4, 4e-4, 1, 0.1, 1e-9, 1e-10 at scale 1e4: all of the first three are
-    # below tol * |l| = 1e-2 but growing (leaving a saddle): the plain rule stopped at t = 1.
-    values = -1e4 + np.cumsum([0, 1e-4, 2e-4, 4e-4, 1.0, 0.1, 1e-9, 1e-10, 1e-11, 0, 0])
-    step, obj = _scripted(values)
-    res = run_checked(0, step, obj, max_iter=9, tol=1e-6)
-    assert res.converged and res.stop_reason == "tol"
-    assert res.n_iter == 6 and res.params == 6
-    np.testing.assert_array_equal(res.history, values[:7])
-
-
-def test_never_converged_on_the_first_iteration_even_at_the_maximum():
-    values = np.full(10, -5.0)
-    step, obj = _scripted(values)
-    res = run_checked(0, step, obj, max_iter=9, tol=1e-6)
-    assert res.converged and res.n_iter == 2
-
-
-def test_growing_changes_until_max_iter_warn_and_do_not_converge():
-    values = -1e4 + np.cumsum(1e-6 * 2.0 ** np.arange(12))
-    step, obj = _scripted(values)
-    with pytest.warns(Warning, match="did not converge in max_iter=5 .*not growing"):
-        res = run_checked(0, step, obj, max_iter=5, tol=1e-6)
-    assert not res.converged and res.stop_reason == "max_iter" and res.n_iter == 5
-
-
-def test_tol_zero_runs_max_iter_and_user_callback_still_stops():
-    values = np.full(10, -5.0)
-    step, obj = _scripted(values)
-    res = run_checked(0, step, obj, max_iter=7, tol=0.0)
-    assert res.n_iter == 7 and res.stop_reason == "max_iter" and not res.converged
-    res = run_checked(0, step, obj, max_iter=7, tol=1e-6, callback=lambda it, p, v: it == 1)
-    assert res.stop_reason == "callback" and res.n_iter == 1

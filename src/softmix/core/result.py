@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FitResult", "STOP_REASONS"]
+__all__ = ["STOP_REASONS", "FitResult"]
 
 #: Why a fit stopped.
 #: ``"tol"``: relative objective change <= tol; ``"param_tol"``: parameter change <= param_tol;

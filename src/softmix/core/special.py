@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as _sp
 
-__all__ = ["logsumexp", "log_softmax", "softmax", "log_expit", "expit", "xlogy"]
+__all__ = ["expit", "log_expit", "log_softmax", "logsumexp", "softmax", "xlogy"]
 
 
 #: Row reductions over at most this many columns use the column loop of :func:`_lse_columns`.

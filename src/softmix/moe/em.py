@@ -18,20 +18,18 @@ decreases (exact EM, or a generalised EM when the inner Newton loop is cut short
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-from softmix.core.em import relative_change, run_em
+from softmix.core.em import run_em
 from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
-from softmix.exceptions import ConvergenceWarning
 from softmix.moe.experts import EXPERTS, default_variance_floor, warn_degenerate
 from softmix.moe.gating import add_intercept, fit_gating
 from softmix.moe.model import MoEParams, log_joint_design, penalty
 
-__all__ = ["e_step", "em_step", "fit_em", "objective", "run_checked"]
+__all__ = ["e_step", "em_step", "fit_em", "objective"]
 
 
 def objective(X: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0) -> float:
@@ -42,83 +40,6 @@ def objective(X: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.
 def _objective_design(X1: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float) -> float:
     lj = log_joint_design(X1, y, params)
     return float(np.sum(logsumexp(lj, axis=1))) - penalty(params, ridge)
-
-
-#: Objective changes below this fraction of ``max(1, |objective|)`` are round-off.
-_ROUNDOFF = 1e-12
-
-
-def run_checked(
-    params0: MoEParams,
-    step_map: Callable[[MoEParams], tuple[MoEParams, float]],
-    objective: Callable[[MoEParams], float],
-    *,
-    max_iter: int,
-    tol: float,
-    callback: Callable[[int, MoEParams, float], object] | None = None,
-    name: str = "MoE EM",
-    warn: bool = True,
-    monotone: bool = True,
-    init_method: str = "given",
-) -> FitResult:
-    """:func:`~softmix.core.em.run_em` whose tolerance stop also asks the changes to shrink.
-
-    Every mixture-of-experts fit (EM, gradient EM, GD) runs through this function.
-
-    Parameters
-    ----------
-    params0, step_map, objective, max_iter, callback, name, warn, monotone, init_method
-        As in :func:`~softmix.core.em.run_em` (``step_map`` is its ``em_map``).
-    tol : float
-        Relative tolerance; ``0`` runs exactly ``max_iter`` iterations.
-
-    Returns
-    -------
-    FitResult
-        As :func:`~softmix.core.em.run_em`; ``stop_reason="tol"`` and ``converged=True`` only
-        under the rule of the Notes.
-
-    Notes
-    -----
-    With ``l_t`` the objective after ``t`` iterations and ``d_t = |l_t - l_{t-1}|``, the fit
-    converges at the first ``t >= 2`` with ``d_t <= tol max(1, |l_t|)`` **and**
-    ``d_t <= max(d_{t-1}, 1e-12 max(1, |l_t|))``: the change is small *and* not growing.
-    A small change alone is also met next to a fixed point that is not a maximum: from a start
-    near the saddle where all experts coincide, EM moves away from it geometrically, with first
-    changes far below ``tol`` (3 of 48 random starts on the paper's Gaussian model at
-    ``n = 2e4`` stopped after one iteration at a log-likelihood of -5.6e4 instead of -8.9e3).
-    Near a maximum the changes shrink, so the extra condition costs nothing there; a fit is
-    never declared converged on its first iteration, as one change says nothing about its
-    trend.
-    """
-    values: list[float] = []
-    stopped = [False]
-
-    def check(iteration: int, params: MoEParams, value: float):
-        values.append(value)
-        if tol > 0 and len(values) >= 3:
-            scale = max(1.0, abs(value))
-            d, d_prev = abs(value - values[-2]), abs(values[-2] - values[-3])
-            if d <= tol * scale and d <= max(d_prev, _ROUNDOFF * scale):
-                stopped[0] = True
-                return True
-        return callback is not None and callback(iteration, params, value)
-
-    result = run_em(params0, step_map, objective, max_iter=max_iter, tol=0.0, callback=check,
-                    monotone=monotone, init_method=init_method, name=name, warn=warn)
-    if stopped[0]:
-        result.stop_reason, result.converged = "tol", True
-    elif result.stop_reason == "max_iter" and tol > 0 and warn:
-        h = result.history
-        last = relative_change(h[-2], h[-1]) if len(h) > 1 else float("nan")
-        warnings.warn(
-            f"{name} did not converge in max_iter={max_iter} iterations (last relative change "
-            f"{last:.3g}; convergence needs a change <= tol={tol:g} that is not growing). "
-            "Increase max_iter, loosen tol, or use a better initialisation.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    return result
 
 
 def e_step(X1: np.ndarray, y: np.ndarray, params: MoEParams,
@@ -194,7 +115,7 @@ def fit_em(
         EM iterations; ``0`` returns ``params0`` unchanged.
     tol : float
         Stop when the relative change of the objective is ``<= tol`` (the authors of the
-        Gaussian-MoE paper used 1e-6) and not growing (see :func:`run_checked`); ``tol=0``
+        Gaussian-MoE paper used 1e-6) and not growing (see :func:`softmix.core.em.run_em`); ``tol=0``
         runs exactly ``max_iter`` iterations.
     inner_max_iter, inner_tol, inner_method
         Newton settings of the gating and classification-expert M-steps.
@@ -239,7 +160,7 @@ def fit_em(
     def obj(params: MoEParams) -> float:
         return _objective_design(X1, y, params, ridge)
 
-    result = run_checked(
+    result = run_em(
         params0, em_map, obj, max_iter=max_iter, tol=tol, callback=callback,
         init_method=init_method, name="MoE EM", warn=warn,
     )

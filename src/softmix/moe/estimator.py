@@ -75,7 +75,7 @@ class MixtureOfExperts:
         Iterations of the solver; ``0`` returns the initialisation.
     tol : float, default=1e-6
         Stop when the relative change of the objective is ``<= tol`` and not growing (never on
-        the first iteration; see :func:`softmix.moe.em.run_checked`); ``0`` runs ``max_iter``
+        the first iteration; see :func:`softmix.core.em.run_em`); ``0`` runs ``max_iter``
         iterations.
     ridge : float, default=0.0
         L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients

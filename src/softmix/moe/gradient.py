@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from softmix._validation import check_int, check_step_size
+from softmix.core.em import run_em
 from softmix.core.result import FitResult
-from softmix.moe.em import e_step, run_checked
+from softmix.moe.em import e_step
 from softmix.moe.experts import EXPERTS
 from softmix.moe.gating import add_intercept, gating_gradient
 from softmix.moe.model import MoEParams, penalty
@@ -88,9 +89,9 @@ def _run(X, y, params0, em_map, *, max_iter, tol, ridge, callback, init_method, 
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             return e_step(X1, y, params, ridge)[1]
 
-    result = run_checked(params0, guarded, objective, max_iter=max_iter, tol=tol,
-                         monotone=False, callback=callback, init_method=init_method, name=name,
-                         warn=warn)
+    result = run_em(params0, guarded, objective, max_iter=max_iter, tol=tol,
+                    monotone=False, callback=callback, init_method=init_method, name=name,
+                    warn=warn)
     result.extra["log_likelihood"] = result.objective + penalty(result.params, ridge)
     return result
 

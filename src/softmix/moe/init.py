@@ -12,7 +12,7 @@
   the same global regression and the start sits next to the symmetric saddle of the
   likelihood, where the first EM steps barely move (3 of 48 moe-voronoi fits at n >= 2e4
   stopped there after one iteration; with the stop rule of
-  :func:`softmix.moe.em.run_checked`, 1 of 36 fits at n = 1e3-1e5 still ended low); the *hard*
+  :func:`softmix.core.em.run_em`, 1 of 36 fits at n = 1e3-1e5 still ended low); the *hard*
   nearest-centre partition failed in 18 of 96 fits at n = 100-464 (bad local optima); these
   soft weights failed in none of the 132 fits.
 - ``"kmeans"``: k-means (k-means++ seeding, :func:`scipy.cluster.vq.kmeans2`) on the same

@@ -55,10 +55,10 @@ from softmix._validation import (
     check_int,
     check_step_size,
 )
+from softmix.core.em import run_em
 from softmix.core.result import FitResult
 from softmix.core.solvers import newton_direction, newton_maximize
 from softmix.core.special import expit, log_expit
-from softmix.moe.em import run_checked
 
 __all__ = [
     "KINDS",
@@ -401,7 +401,7 @@ def fit_symmetric(
         EM (``n_inner`` gradient steps on Q with block step sizes ``step_w``, ``step_beta``;
         both default to ``step_size``).
     max_iter, tol : int, float
-        Passed to :func:`softmix.moe.em.run_checked` (``tol=0`` runs exactly ``max_iter``).
+        Passed to :func:`softmix.core.em.run_em` (``tol=0`` runs exactly ``max_iter``).
     step_size : float
         GD step (finite, > 0), on the normalised objective L.
     step_w, step_beta : float, optional
@@ -457,7 +457,7 @@ def fit_symmetric(
 
 
 def run_traced(params0, em_map, objective, **kwargs) -> FitResult:
-    """:func:`softmix.moe.em.run_checked` that also records the iterate behind every history
+    """:func:`softmix.core.em.run_em` that also records the iterate behind every history
     entry in ``result.extra["trace"]`` (a list, or a stacked array when the iterates are
     arrays)."""
     seen: list = []
@@ -466,7 +466,7 @@ def run_traced(params0, em_map, objective, **kwargs) -> FitResult:
         seen.append(params)
         return em_map(params)
 
-    result = run_checked(params0, recording, objective, **kwargs)
+    result = run_em(params0, recording, objective, **kwargs)
     trace = seen[: len(result.history)]
     if len(trace) < len(result.history):
         trace.append(result.params)
