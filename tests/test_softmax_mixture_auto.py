@@ -158,3 +158,16 @@ def test_bad_dtype_is_a_value_error_naming_it(bad):
     x, counts = gaussian_data(7, n=1000, p=100)
     with pytest.raises(ValueError, match=r"dtype must be 'float64' or 'float32'"):
         SoftmaxMixture(2, dtype=bad).fit(x, counts=counts)
+
+
+def test_em_fast_constructor_matches_the_validated_one_and_still_rejects_bad_values():
+    w, a = np.array([0.25, 0.75 + 1e-13]), np.arange(6.0).reshape(2, 3)
+    fast = SoftmaxMixtureParams._from_em(w.copy(), a.copy())
+    slow = SoftmaxMixtureParams(w.copy(), a.copy())
+    np.testing.assert_array_equal(fast.weights, slow.weights)
+    np.testing.assert_array_equal(fast.atoms, slow.atoms)
+    assert not fast.atoms.flags.writeable and not fast.weights.flags.writeable
+    with pytest.raises(ValueError, match="atoms"):
+        SoftmaxMixtureParams._from_em(w.copy(), np.array([[0.0, np.nan, 1.0], [1.0, 2.0, 3.0]]))
+    with pytest.raises(ValueError, match="weights"):
+        SoftmaxMixtureParams._from_em(np.array([-0.5, 1.5]), a.copy())

@@ -483,7 +483,7 @@ def make_em_map(
                     max_step=_NEWTON_MAX_STEP,
                 )
                 new_atoms[k] = res.x
-        new = SoftmaxMixtureParams(weights, new_atoms)
+        new = SoftmaxMixtureParams._from_em(weights, new_atoms)  # fresh arrays, owned here
         if new_scores is not None:
             cache["atoms"], cache["scores"] = new.atoms, new_scores
         return new, stats.log_likelihood
