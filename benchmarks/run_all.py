@@ -27,8 +27,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _peers import machine_info
-from softmix.core.threads import blas_threads
 from _report import markdown, write_csv
+
+from softmix.core.threads import blas_threads
 
 TABLES = {
     "iteration": ("bench_smm", "iteration_table"),

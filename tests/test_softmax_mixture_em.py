@@ -184,7 +184,7 @@ def test_no_warning_on_a_clean_fit():
 def test_matrix_free_newton_matches_dense_newton(monkeypatch):
     """Above _NEWTON_DENSE_MAX_FEATURES the Newton M-step uses CG on Hessian-vector products:
     same optimum as the dense Hessian."""
-    import softmix.softmax_mixture.em as em
+    from softmix.softmax_mixture import em
 
     d = make_softmax_mixture(100_000, 2_000, 6, 2, return_choices=False, random_state=11)
     start = random_init(d.features, d.counts.astype(float), 2, np.random.default_rng(0))

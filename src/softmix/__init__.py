@@ -15,11 +15,11 @@ from softmix.softmax_mixture.estimator import SoftmaxMixture
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "MixtureOfExperts",
     "NotFittedError",
     "SoftmaxMixture",
     "SoftmixWarning",
+    "__version__",
 ]

@@ -11,10 +11,10 @@ Hierarchy::
 from __future__ import annotations
 
 __all__ = [
-    "SoftmixWarning",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "NotFittedError",
+    "SoftmixWarning",
 ]
 
 
