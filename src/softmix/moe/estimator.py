@@ -27,11 +27,7 @@ from softmix.moe.init import INITIALISERS, initialize
 from softmix.moe.model import MoEParams, check_params, log_joint_design
 from softmix.moe.model import sample as _sample
 
-__all__ = ["SOLVERS", "SOLVER_NAMES", "MixtureOfExperts"]
-
-#: Every solver name the estimator knows about (the gradient solvers register themselves in
-#: :data:`SOLVERS` from :mod:`softmix.moe.gradient`).
-SOLVER_NAMES = ("em", "gd", "gradient_em")
+__all__ = ["SOLVERS", "MixtureOfExperts"]
 
 #: Solver name -> ``solver(X, y, params0, *, max_iter, tol, ridge, callback, init_method,
 #: **options) -> FitResult``. One place for the dispatch.
@@ -42,7 +38,6 @@ SOLVERS: dict[str, Callable[..., FitResult]] = {
 }
 
 
-
 def _solver_options(solver: Callable[..., FitResult]) -> set[str] | None:
     """Keyword options of ``solver`` that the estimator does not set itself (None: any)."""
     sig = inspect.signature(solver)
@@ -50,6 +45,7 @@ def _solver_options(solver: Callable[..., FitResult]) -> set[str] | None:
         return None
     accepted = {n for n, p in sig.parameters.items() if p.kind == p.KEYWORD_ONLY}
     return accepted - {"max_iter", "tol", "ridge", "callback", "init_method"}
+
 
 class MixtureOfExperts:
     """Softmax-gated mixture of experts fitted by maximum likelihood.
@@ -181,6 +177,7 @@ class MixtureOfExperts:
         """
         solver = params.get("solver", self.solver)
         options = [name for name in params if name not in self._PARAM_NAMES]
+        # an unknown solver name is reported by fit (scikit-learn validates there)
         accepted = _solver_options(SOLVERS[solver]) if solver in SOLVERS else None
         unknown = sorted(set(options) - accepted) if accepted is not None else []
         if unknown:
@@ -215,13 +212,7 @@ class MixtureOfExperts:
     def _check_hyperparameters(self) -> Callable[..., FitResult]:
         check_int(self.n_experts, "n_experts", low=1)
         get_expert(self.expert)
-        check_choice(self.solver, "solver", SOLVER_NAMES)
-        if self.solver not in SOLVERS:
-            raise ValueError(
-                f"solver={self.solver!r} is not available yet: the gradient solvers of "
-                "softmix.moe.gradient have not been registered in SOLVERS. Available: "
-                f"{tuple(SOLVERS)}; use solver='em'."
-            )
+        check_choice(self.solver, "solver", tuple(SOLVERS))
         check_int(self.n_init, "n_init", low=1)
         check_int(self.max_iter, "max_iter", low=0)
         check_float(self.tol, "tol", low=0.0)
