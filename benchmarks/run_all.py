@@ -13,6 +13,9 @@ otherwise the R rows are skipped with the exact install command in the table's n
 BLAS threads: the whole run is limited to ``--threads`` (default 1) through threadpoolctl, so
 softmix and R (reference BLAS, single-threaded) are compared on equal terms and the timings do
 not depend on how busy the other core is. ``--threads 2`` measures the other setting.
+
+``--quick`` (a smoke test) writes ``RESULTS-quick.md`` and ``results-quick/*.csv`` instead, so it
+never overwrites the full run's tracked files (both are git-ignored).
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             table = getattr(__import__(module), func)(args.quick)
             tables.append(table)
-            write_csv(table, args.out / "results")
+            # quick (smoke-test) tables never overwrite the tracked full-run CSVs
+            write_csv(table, args.out / ("results-quick" if args.quick else "results"))
             print(f"[bench] {name}: {time.perf_counter() - t:.0f} s", flush=True)
             for line in table.headline:
                 print("   ", line, flush=True)
