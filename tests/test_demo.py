@@ -1,6 +1,7 @@
 """`softmix demo`: the table, the figure, the CLI entry point."""
 
 import numpy as np
+import pytest
 
 from softmix.cli import main
 from softmix.demo import run_demo
@@ -33,3 +34,20 @@ def test_cli_demo_bad_input(capsys):
     assert main(["demo", "--n-components", "0", "--n-samples", "100",
                  "--n-alternatives", "50"]) == 2
     assert "n_components must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["demo", "--n-samples", "1000", "--n-alternatives", "50", "--n-features", "1",
+                 "--n-components", "1", "--out", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("softmix: error: cannot write the outputs") and "--out" in err
+    assert "Traceback" not in err
+
+
+def test_cli_negative_seed_names_the_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "smm-cost", "--seed", "-1"])
+    assert exc.value.code == 2
+    assert "argument --seed: must be a non-negative integer, got '-1'" in capsys.readouterr().err

@@ -25,6 +25,17 @@ def _progress_bar(label: str):
     return report
 
 
+def _seed(text: str) -> int:
+    """``--seed``: a non-negative int (what numpy.random.default_rng accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from softmix.experiments import get_experiment, names
 
@@ -75,14 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-alternatives", type=int, default=20_000, help="p (default 20000)")
     demo.add_argument("--n-features", type=int, default=10, help="L (default 10)")
     demo.add_argument("--n-components", type=int, default=3, help="K (default 3)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=_seed, default=0)
     demo.add_argument("--out", default="results", help="folder for the figure")
     demo.set_defaults(func=_cmd_demo)
 
     rep = sub.add_parser("reproduce", help="reproduce a paper's claim (see `softmix list`)")
     rep.add_argument("name")
     rep.add_argument("--quick", action="store_true", help="small grid (minutes, for CI)")
-    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--seed", type=_seed, default=0)
     rep.add_argument("--out", default="results")
     rep.add_argument("--idx-dir", default=None, metavar="DIR",
                      help="folder of MNIST/Fashion-MNIST IDX files (moe-inverted-images)")
@@ -99,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, TypeError) as exc:
         print(f"softmix: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. --out names a file, or a folder we may not write to
+        print(f"softmix: error: cannot write the outputs: {exc}. Choose another --out.",
+              file=sys.stderr)
         return 2
 
 
