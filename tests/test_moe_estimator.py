@@ -119,6 +119,33 @@ def test_nan_or_inf_anywhere(data, where, bad):
         MixtureOfExperts(2).fit(X, y)
 
 
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_values_so_large_that_squares_overflow(data, where):
+    # before: overflow RuntimeWarnings and a finite-looking fit (X), or LAPACK failing deep
+    # inside lstsq (y)
+    X, y = data[0].copy(), data[1].copy()
+    (X if where == "X" else y)[3] = 1e160
+    with pytest.raises(ValueError, match=rf"{where} holds values up to 1e\+160.*Rescale {where}"):
+        MixtureOfExperts(2).fit(X, y)
+
+
+def test_large_but_safe_values_fit_without_warnings():
+    X, y, _ = make_gaussian_moe(300, random_state=0)
+    ref = MixtureOfExperts(2, random_state=0).fit(X, y)
+    big = MixtureOfExperts(2, random_state=0).fit(X * 1e100, y)  # RuntimeWarnings fail here
+    assert big.log_likelihood_ == pytest.approx(ref.log_likelihood_, rel=1e-6)
+
+
+def test_fit_is_equivariant_to_rescaling_y():
+    # the default variance floor is relative to var(y): with the old absolute 1e-12 floor both
+    # experts of a y ~ 1e-8 fit collapsed onto it (variances 1e-12 instead of ~1e-17)
+    X, y, _ = make_gaussian_moe(500, random_state=0)
+    a = MixtureOfExperts(2, random_state=0).fit(X, y)
+    b = MixtureOfExperts(2, random_state=0).fit(X, y * 1e-8)
+    assert b.log_likelihood_ + len(y) * np.log(1e-8) == pytest.approx(a.log_likelihood_, rel=1e-5)
+    np.testing.assert_allclose(b.expert_variance_ / 1e-16, a.expert_variance_, rtol=1e-3)
+
+
 def test_fewer_samples_than_parameters():
     X, y, _ = make_moe(12, 3, 3, random_state=0)  # 2*4 + 3*5 = 23 parameters
     with pytest.raises(ValueError, match=r"fewer samples \(12\) than free parameters \(23\)"):

@@ -77,8 +77,14 @@ def weighted_least_squares(X1: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.n
 
 
 def default_variance_floor(y: np.ndarray) -> float:
-    """Default variance floor of Gaussian experts: ``1e-6 * var(y)`` (at least 1e-12)."""
-    return max(1e-6 * float(np.var(y)), 1e-12)
+    """Default variance floor of Gaussian experts: ``1e-6 * var(y)``.
+
+    Relative to ``y``'s scale, so a fit is equivariant to rescaling ``y`` (an absolute lower
+    bound would sit above the experts' variances when ``y`` is small, e.g. ``y ~ 1e-8``);
+    1e-12 only when ``1e-6 var(y)`` is 0 or subnormal (constant ``y``).
+    """
+    floor = 1e-6 * float(np.var(y))
+    return floor if floor >= np.finfo(float).tiny else 1e-12
 
 
 class Expert(Protocol):
