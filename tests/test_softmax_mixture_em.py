@@ -174,6 +174,34 @@ def test_fit_em_bad_options():
         fit_em(d.features, d.counts, d.params, max_iter=-1)
 
 
+def test_fit_em_negative_counts_are_an_error_not_a_zero_objective():
+    d = small(9)
+    with pytest.raises(ValueError, match="counts must be non-negative"):
+        fit_em(d.features, -d.counts, d.params)
+
+
+def test_fit_em_counts_of_the_wrong_length_name_the_argument():
+    d = small(9)
+    with pytest.raises(ValueError, match=r"counts must have one entry per alternative, shape \(300,\)"):
+        fit_em(d.features, d.counts[:5], d.params)
+
+
+def test_fit_em_start_of_the_wrong_dimension_names_params0():
+    d = small(9)
+    start = SoftmaxMixtureParams(d.params.weights, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"params0.atoms must have one column per feature"):
+        fit_em(d.features, d.counts, start)
+    with pytest.raises(TypeError, match="params0 must be a SoftmaxMixtureParams, got dict"):
+        fit_em(d.features, d.counts, {"weights": d.params.weights, "atoms": d.params.atoms})
+
+
+def test_fit_em_accepts_lists_like_the_estimator():
+    d = small(9)
+    a = fit_em(d.features, d.counts, d.params, max_iter=3, tol=0.0)
+    b = fit_em(d.features.tolist(), d.counts.tolist(), d.params, max_iter=3, tol=0.0)
+    np.testing.assert_array_equal(a.history, b.history)
+
+
 def test_no_warning_on_a_clean_fit():
     d = small(10)
     with warnings.catch_warnings():

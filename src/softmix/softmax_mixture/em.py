@@ -590,9 +590,9 @@ def fit_em(
     ----------
     features : ndarray of shape (p, L) or Design
         The design, or a :class:`Design` from :func:`prepare_design` (then ``whiten`` is
-        ignored). Not re-validated: use :class:`SoftmaxMixture` for checked input.
+        ignored). An array is checked as :meth:`SoftmaxMixture.fit` checks it.
     counts : ndarray of shape (p,)
-        Non-negative counts ``n_j``, not all zero.
+        Non-negative integer counts ``n_j``, not all zero (checked; ValueError otherwise).
     params0 : SoftmaxMixtureParams
         Start. ``max_iter=0`` returns this very object.
     m_step : {"newton", "gradient", "auto"}
@@ -653,13 +653,27 @@ def fit_em(
     tol = check_float(tol, "tol", low=0.0)
     param_tol = check_float(param_tol, "param_tol", low=0.0)
     newton_max_iter = check_int(newton_max_iter, "newton_max_iter", low=1)
+    # the array checks of the estimator (imported here: estimator imports this module)
+    from softmix.softmax_mixture.estimator import check_counts, check_features
+
     if isinstance(features, Design):
         design = features
     else:
         check_choice(dtype, "dtype", ("float64", "float32"))
-        design = prepare_design(features, whiten=whiten, warn=warn, dtype=dtype)
+        design = prepare_design(check_features(features), whiten=whiten, warn=warn, dtype=dtype)
+    p, n_features = design.features.shape
+    counts = check_counts(counts, p)
+    if not isinstance(params0, SoftmaxMixtureParams):
+        raise TypeError(
+            f"params0 must be a SoftmaxMixtureParams, got {type(params0).__name__}. Build one "
+            "with SoftmaxMixtureParams(weights, atoms)."
+        )
+    if params0.n_features != n_features:
+        raise ValueError(
+            f"params0.atoms must have one column per feature, shape (K, {n_features}) for "
+            f"features of shape {design.features.shape}; got {params0.atoms.shape}."
+        )
     work_t = design.working_t
-    counts = np.asarray(counts, dtype=float)
     start = design.to_working(params0)
     requested, auto_info = m_step, {}
     if m_step == "auto":
