@@ -57,12 +57,22 @@ def test_multinomial_with_arbitrary_integer_labels():
     labels = np.array([3, 5, 9])[y.astype(int)]
     m = MixtureOfExperts(2, expert="multinomial", random_state=0, tol=1e-4).fit(X, labels)
     np.testing.assert_array_equal(m.classes_, [3, 5, 9])
+    assert m.classes_.dtype == labels.dtype  # as scikit-learn: classes_ keep y's dtype
+    assert m.predict(X[:3]).dtype == labels.dtype
     proba = m.predict_proba(X)
     assert proba.shape == (600, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert set(np.unique(m.predict(X))) <= {3, 5, 9}
     assert set(np.unique(m.sample(X, random_state=0)[0])) <= {3, 5, 9}
     assert np.mean(m.predict(X) == labels) > 0.5
+
+
+def test_logistic_boolean_labels_come_back_as_booleans():
+    X, y, _ = make_moe(300, 1, 2, expert="logistic", coef_scale=4.0, random_state=2)
+    m = MixtureOfExperts(2, expert="logistic", random_state=0, tol=1e-4).fit(X, y == 1)
+    np.testing.assert_array_equal(m.classes_, [False, True])
+    assert m.predict(X).dtype == bool and m.sample(X, random_state=0)[0].dtype == bool
+    assert m.score(X, y == 1) == pytest.approx(m.score(X, y))
 
 
 def test_logistic_predict_proba_and_accuracy():

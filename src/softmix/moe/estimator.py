@@ -110,7 +110,8 @@ class MixtureOfExperts:
     expert_coef_ : ndarray of shape (n_experts, n_features + 1) or (n_experts, C, n_features + 1)
     expert_variance_ : ndarray of shape (n_experts,) or None
     classes_ : ndarray of shape (C,)
-        Class labels (classification experts).
+        Sorted class labels (classification experts), with the dtype of the integer or boolean
+        ``y`` given to :meth:`fit`; :meth:`predict` and :meth:`sample` return these labels.
     log_likelihood_ : float
         Total log-likelihood of the training data at ``params_``.
     n_iter_ : int
@@ -275,6 +276,7 @@ class MixtureOfExperts:
     def _check_y(self, y: Any, n: int, fit: bool) -> np.ndarray:
         """Encoded ``y``; with ``fit=True`` the classes found are returned too (``(y, classes)``)
         and ``classes_`` is left alone, so a failing fit does not touch a fitted model."""
+        label_dtype = np.asarray(y).dtype
         y = check_array(y, "y", ndim=1)
         if y.shape[0] != n:
             raise ValueError(
@@ -301,6 +303,8 @@ class MixtureOfExperts:
                     f"{classes.tolist()}."
                 )
             classes = np.array([0.0, 1.0]) if self.expert == "logistic" else classes
+            if label_dtype.kind in "iub":  # classes_ (and predict, sample) keep y's dtype
+                classes = classes.astype(label_dtype)
         else:
             classes = self.classes_
         idx = np.searchsorted(classes, y)
