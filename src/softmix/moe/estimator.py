@@ -73,9 +73,9 @@ class MixtureOfExperts:
         ``"em"``: exact EM. ``"gd"`` and ``"gradient_em"`` are the gradient methods of
         :mod:`softmix.moe.gradient` (Fruytier, Mokhtari, Sanghavi 2025).
     init : {"random", "kmeans", "near_truth"} or MoEParams, default="random"
-        Initialisation (see :mod:`softmix.moe.init`): a random hard partition (nearest of
-        ``n_experts`` random sample centres in standardised ``(x, y)``) with per-group fits,
-        k-means on ``(x, y)``, the true parameters plus noise (experiments only; needs
+        Initialisation (see :mod:`softmix.moe.init`): soft responsibilities around
+        ``n_experts`` random sample centres in standardised ``(x, y)`` with per-expert weighted
+        fits and one gating fit, k-means on ``(x, y)`` with per-group fits, the true parameters plus noise (experiments only; needs
         ``truth``), or a user-given :class:`~softmix.moe.model.MoEParams`.
     n_init : int, default=1
         Restarts from independent initialisations; the best log-likelihood is kept.
