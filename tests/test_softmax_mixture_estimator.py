@@ -262,6 +262,18 @@ def test_bad_init(data):
             data.features, data.choices)
 
 
+def test_init_dict_with_an_unknown_key_is_an_error(data):
+    start = {"weights": [0.5, 0.5], "atoms": np.zeros((2, 3)), "weigths": [0.9, 0.1]}
+    with pytest.raises(ValueError, match=r"only the keys 'weights' and 'atoms'; got also \['weigths'\]"):
+        SoftmaxMixture(2, init=start).fit(data.features, data.choices)
+
+
+def test_no_fitted_attribute_before_fit():
+    """scikit-learn's convention (and check_is_fitted): attributes ending in '_' exist only
+    after fit."""
+    assert [name for name in vars(SoftmaxMixture(2)) if name.endswith("_")] == []
+
+
 def test_bad_hyperparameters(data):
     with pytest.raises(ValueError, match="m_step must be one of"):
         SoftmaxMixture(2, m_step="exact").fit(data.features, data.choices)

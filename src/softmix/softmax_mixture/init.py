@@ -78,6 +78,12 @@ def _params_from_user(init, n_components: int, n_features: int) -> SoftmaxMixtur
                 f"init given as a dict must have keys 'weights' and 'atoms'; missing "
                 f"{sorted(missing)}."
             )
+        extra = set(init) - {"weights", "atoms"}
+        if extra:
+            raise ValueError(
+                f"init given as a dict takes only the keys 'weights' and 'atoms'; got also "
+                f"{sorted(map(str, extra))}. Remove them (nothing else is used)."
+            )
         try:
             init = SoftmaxMixtureParams(np.asarray(init["weights"]), np.asarray(init["atoms"]))
         except (ValueError, TypeError) as exc:
