@@ -241,7 +241,6 @@ class SoftmaxMixture:
         self.dtype = dtype
         self.random_state = random_state
         self.callback = callback
-        self.params_: SoftmaxMixtureParams | None = None
 
     # -- scikit-learn protocol ---------------------------------------------------------------
 
