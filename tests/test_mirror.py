@@ -167,6 +167,17 @@ def test_bad_inputs_name_the_argument():
         m.fit_symmetric(X, y[:-1], theta, kind="logistic")
 
 
+@pytest.mark.parametrize(("kind", "where"), [("linear", "X"), ("logistic", "X"), ("linear", "y")])
+def test_values_whose_squares_overflow_name_the_argument(kind, where):
+    # before: linear EM failed inside scipy.linalg.solve ("array must not contain infs or
+    # NaNs"); logistic EM stopped as 'non_finite' after one iteration
+    X, y, _, theta = problem(kind, n=50)
+    X, y = X.copy(), y.copy()
+    (X if where == "X" else y)[0] = 1e200
+    with pytest.raises(ValueError, match=rf"{where} holds values up to 1e\+200.*Rescale"):
+        m.fit_symmetric(X, y, theta, kind=kind)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_generator_draws_from_the_model(kind):
     X, y, beta, w = make_sym_mixture_of_experts(20000, 2, kind=kind, beta_norm=2.0, w_norm=1.0,

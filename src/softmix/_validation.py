@@ -15,6 +15,7 @@ __all__ = [
     "check_float",
     "check_int",
     "check_random_state",
+    "check_scale",
     "check_step_size",
 ]
 
@@ -138,4 +139,17 @@ def check_fitted(estimator: Any, attribute: str = "params_") -> None:
         raise NotFittedError(
             f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
             "appropriate arguments before using this method."
+        )
+
+
+def check_scale(arr: np.ndarray, name: str) -> None:
+    """Reject values so large that sums of squares over the rows of ``arr`` overflow (a
+    ValueError naming ``name`` that asks to rescale), e.g. a Gram matrix ``X'X``."""
+    limit = np.sqrt(np.finfo(float).max / max(arr.shape[0], 1)) * 1e-3
+    big = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if big > limit:
+        raise ValueError(
+            f"{name} holds values up to {big:.3g} in absolute value: the fit's sums of squares "
+            f"over {arr.shape[0]} samples would overflow (limit about {limit:.3g}). Rescale "
+            f"{name} (e.g. standardise it) before fitting."
         )

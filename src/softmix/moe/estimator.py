@@ -15,6 +15,7 @@ from softmix._validation import (
     check_float,
     check_int,
     check_random_state,
+    check_scale,
 )
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
@@ -45,18 +46,6 @@ def _solver_options(solver: Callable[..., FitResult]) -> set[str] | None:
         return None
     accepted = {n for n, p in sig.parameters.items() if p.kind == p.KEYWORD_ONLY}
     return accepted - {"max_iter", "tol", "ridge", "callback", "init_method"}
-
-
-def _check_scale(a: np.ndarray, name: str) -> None:
-    """Reject values so large that the fit's sums of squares over the samples overflow."""
-    limit = np.sqrt(np.finfo(float).max / max(a.shape[0], 1)) * 1e-3
-    big = float(np.max(np.abs(a))) if a.size else 0.0
-    if big > limit:
-        raise ValueError(
-            f"{name} holds values up to {big:.3g} in absolute value: the fit's sums of squares "
-            f"over {a.shape[0]} samples would overflow (limit about {limit:.3g}). Rescale {name} "
-            "(e.g. standardise it) before fitting."
-        )
 
 
 class MixtureOfExperts:
@@ -334,9 +323,9 @@ class MixtureOfExperts:
         solver = self._check_hyperparameters()
         X = self._check_X(X, fitted=False)
         y_enc, classes = self._check_y(y, X.shape[0], fit=True)
-        _check_scale(X, "X")
+        check_scale(X, "X")
         if self.expert == "gaussian":
-            _check_scale(y_enc, "y")
+            check_scale(y_enc, "y")
         n, d = X.shape
         expert = EXPERTS[self.expert]
         n_classes = classes.size if self.expert == "multinomial" else None

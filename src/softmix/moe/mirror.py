@@ -53,6 +53,7 @@ from softmix._validation import (
     check_choice,
     check_float,
     check_int,
+    check_scale,
     check_step_size,
 )
 from softmix.core.em import run_em
@@ -432,6 +433,9 @@ def fit_symmetric(
         raise ValueError(f"y must have length n_samples={X.shape[0]} like X, got {y.shape[0]}.")
     if kind == "logistic" and not np.all((y == 0) | (y == 1)):
         raise ValueError("y must hold labels in {0, 1} for kind='logistic'; recode the labels.")
+    check_scale(X, "X")
+    if kind == "linear":
+        check_scale(y, "y")
     theta0 = check_array(theta0, "theta0", ndim=1)
     if theta0.shape[0] != 2 * X.shape[1]:
         raise ValueError(
