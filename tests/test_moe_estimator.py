@@ -194,6 +194,14 @@ def test_wrong_number_of_features_after_fit(gaussian_fit):
         m.predict(np.hstack([X, X]))
 
 
+@pytest.mark.parametrize("method", ["bic", "aic"])
+def test_information_criteria_validate_x(gaussian_fit, method):
+    # before: np.shape(5)[0] raised a bare IndexError ("tuple index out of range")
+    _, y, _, m = gaussian_fit
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        getattr(m, method)(5.0, y)
+
+
 def test_not_fitted():
     with pytest.raises(NotFittedError):
         MixtureOfExperts(2).predict(np.zeros((3, 1)))

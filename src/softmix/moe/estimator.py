@@ -450,13 +450,12 @@ class MixtureOfExperts:
 
     def bic(self, X: Any, y: Any) -> float:
         """Bayesian information criterion ``-2 log L + n_parameters log n`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X, y) * n + self.n_parameters() * np.log(n)
+        log_lik = self.score_samples(X, y)  # validates X and y first
+        return -2.0 * float(log_lik.sum()) + self.n_parameters() * np.log(log_lik.size)
 
     def aic(self, X: Any, y: Any) -> float:
         """Akaike information criterion ``-2 log L + 2 n_parameters`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X, y) * n + 2.0 * self.n_parameters()
+        return -2.0 * float(self.score_samples(X, y).sum()) + 2.0 * self.n_parameters()
 
     def sample(self, X: Any, random_state: None | int | np.random.Generator = None) -> tuple:
         """Draw responses at the given inputs from the fitted model.
