@@ -74,6 +74,8 @@ from softmix.softmax_mixture.model import (
     SoftmaxMixtureParams,
     _dot_counts,
     _log_weights,
+    check_counts,
+    check_features,
     design_spectrum,
     log_likelihood,
     params_from_vector,
@@ -653,9 +655,6 @@ def fit_em(
     tol = check_float(tol, "tol", low=0.0)
     param_tol = check_float(param_tol, "param_tol", low=0.0)
     newton_max_iter = check_int(newton_max_iter, "newton_max_iter", low=1)
-    # the array checks of the estimator (imported here: estimator imports this module)
-    from softmix.softmax_mixture.estimator import check_counts, check_features
-
     if isinstance(features, Design):
         design = features
     else:

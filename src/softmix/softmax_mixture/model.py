@@ -22,6 +22,7 @@ identified subspace.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ __all__ = [
     "SIMPLEX_ATOL",
     "UNIDENTIFIED_RTOL",
     "SoftmaxMixtureParams",
+    "check_choices",
+    "check_counts",
+    "check_features",
     "design_spectrum",
     "log_class_probabilities",
     "log_likelihood",
@@ -41,6 +45,7 @@ __all__ = [
     "params_to_vector",
     "sample_choices",
     "sample_counts",
+    "to_counts",
     "unidentified_directions",
     "weighted_covariance",
 ]
@@ -155,6 +160,84 @@ class SoftmaxMixtureParams:
         """
         r = 0 if features is None else unidentified_directions(features).shape[1]
         return self.n_components - 1 + self.n_components * (self.n_features - r)
+
+
+# -- input checks at the public boundary (the estimator, fit_em, method_of_moments) --------
+
+
+def check_features(features: Any) -> np.ndarray:
+    """The design as a finite float (p, L) array with p >= 2 alternatives."""
+    features = check_array(features, "features", ndim=2)
+    if features.shape[0] < 2:
+        raise ValueError(
+            f"features must have one row per alternative and at least 2 alternatives, got shape "
+            f"{features.shape}."
+        )
+    if features.shape[1] < 1:
+        raise ValueError(f"features must have at least one column, got shape {features.shape}.")
+    return features
+
+
+def _integral(arr: np.ndarray, name: str, what: str) -> np.ndarray:
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integers ({what}), got booleans.")
+    if arr.dtype.kind == "f":
+        bad = arr != np.round(arr)
+        if np.any(bad):
+            first = arr[bad].ravel()[0]
+            raise ValueError(
+                f"{name} must hold integers ({what}); got non-integer value(s) such as {first}."
+            )
+    return arr.astype(np.int64) if arr.dtype.kind in "iuf" else arr
+
+
+def check_choices(choices: Any, n_alternatives: int) -> np.ndarray:
+    """Choices as a 1-D int64 array with values in ``[0, n_alternatives)``."""
+    arr = check_array(choices, "choices", ndim=1, dtype=None, min_rows=0)
+    arr = _integral(arr, "choices", f"alternative indices in [0, {n_alternatives})")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_alternatives):
+        bad = arr[(arr < 0) | (arr >= n_alternatives)][0]
+        raise ValueError(
+            f"choices must be alternative indices in [0, {n_alternatives}) (one per row of "
+            f"features); got {bad}. Re-index the choices or pass the full features matrix."
+        )
+    return arr
+
+
+def check_counts(counts: Any, n_alternatives: int, *, allow_zero_total: bool = False) -> np.ndarray:
+    """Counts as a float (p,) array of non-negative integers, not all zero."""
+    arr = check_array(counts, "counts", ndim=1, dtype=None, min_rows=0)
+    arr = _integral(arr, "counts", "how many times each alternative was chosen")
+    if arr.shape != (n_alternatives,):
+        raise ValueError(
+            f"counts must have one entry per alternative, shape ({n_alternatives},) like the rows "
+            f"of features; got shape {arr.shape}."
+        )
+    if np.any(arr < 0):
+        raise ValueError(f"counts must be non-negative, got {arr[arr < 0][0]} at index "
+                         f"{int(np.flatnonzero(arr < 0)[0])}.")
+    if not allow_zero_total and arr.sum() == 0:
+        raise ValueError("counts are all zero: there is no observation to fit. Give at least one "
+                         "choice.")
+    return arr.astype(float)
+
+
+def to_counts(features: np.ndarray, choices: Any = None, counts: Any = None,
+              *, allow_zero_total: bool = False) -> np.ndarray:
+    """Exactly one of ``choices`` / ``counts`` -> the (p,) float count vector (validated)."""
+    p = features.shape[0]
+    if (choices is None) == (counts is None):
+        raise ValueError(
+            "give exactly one of choices (the N chosen alternatives) or counts (how often each "
+            f"of the {p} alternatives was chosen); got "
+            f"{'both' if choices is not None else 'neither'}."
+        )
+    if choices is not None:
+        choices = check_choices(choices, p)
+        if choices.size == 0 and not allow_zero_total:
+            raise ValueError("choices is empty: there is no observation to fit.")
+        return np.bincount(choices, minlength=p).astype(float)
+    return check_counts(counts, p, allow_zero_total=allow_zero_total)
 
 
 def log_class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarray:
