@@ -204,3 +204,23 @@ def test_mom_with_more_components_than_atoms_splits_gracefully():
     assert np.isclose(est.weights.sum(), 1.0)
     nearest = np.abs(d.atoms[:, 0][:, None] - est.atoms[:, 0][None]).min(axis=1)
     assert np.all(nearest < 0.3)
+
+
+def test_method_of_moments_counts_of_the_wrong_length_name_the_argument():
+    d = _data(n=10_000, p=500)
+    with pytest.raises(ValueError, match=r"counts must have one entry per alternative, shape \(500,\)"):
+        method_of_moments(d.features, d.counts[:5], 2)
+
+
+def test_method_of_moments_all_zero_counts_is_an_error_not_a_nan():
+    d = _data(n=10_000, p=500)
+    with pytest.raises(ValueError, match="counts are all zero"):
+        method_of_moments(d.features, 0 * d.counts, 2)
+
+
+@pytest.mark.parametrize("k, exc, message", [(0, ValueError, "n_components must be >= 1"),
+                                              (2.5, TypeError, "n_components must be an int")])
+def test_method_of_moments_bad_n_components(k, exc, message):
+    d = _data(n=10_000, p=500)
+    with pytest.raises(exc, match=message):
+        method_of_moments(d.features, d.counts, k)

@@ -39,8 +39,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from softmix._validation import check_int
 from softmix.softmax_mixture.dmm import DMMResult, dmm
-from softmix.softmax_mixture.model import SoftmaxMixtureParams, log_likelihood
+from softmix.softmax_mixture.model import (
+    SoftmaxMixtureParams,
+    check_counts,
+    check_features,
+    log_likelihood,
+)
 from softmix.softmax_mixture.moments import (
     DesignDiagnostics,
     design_diagnostics,
@@ -207,7 +213,9 @@ def method_of_moments(
     estimate therefore plateaus in N at the finite-p bias (the paper's motivation for a
     warm-started EM). See the module docstring for the [chosen] combination rule.
     """
-    k = int(n_components)
+    features = check_features(features)
+    counts = check_counts(counts, features.shape[0])
+    k = check_int(n_components, "n_components", low=1)
     if k > MAX_MOM_COMPONENTS:
         raise ValueError(
             f"n_components={k} is too large for the method of moments (at most "
