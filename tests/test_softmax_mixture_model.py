@@ -208,3 +208,17 @@ def test_sample_choices_matches_mixture_and_labels():
     first = choices[labels == 0]
     np.testing.assert_allclose(np.bincount(first, minlength=4) / first.size, pi[:, 0], atol=1e-2)
     np.testing.assert_array_equal(sample_choices(x, params, 100, 3), sample_choices(x, params, 100, 3))
+
+
+def test_parameters_of_another_dimension_name_both_shapes():
+    x, counts, params = tiny()
+    with pytest.raises(ValueError, match=r"same number of columns L, got shapes \(6, 3\) and \(3, 2\)"):
+        log_likelihood(np.column_stack([x, x[:, 0]]), counts, params)
+    with pytest.raises(ValueError, match="same number of columns L"):
+        sample_counts(x[:, :1], params, 10, random_state=0)
+
+
+def test_log_likelihood_counts_of_the_wrong_length_name_the_argument():
+    x, counts, params = tiny()
+    with pytest.raises(ValueError, match=r"counts must have one entry per alternative, shape \(6,\)"):
+        log_likelihood(x, counts[:4], params)

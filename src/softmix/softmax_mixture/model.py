@@ -253,6 +253,12 @@ def log_class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarr
     ndarray of shape (n_alternatives, n_components)
         Column k is the log-softmax of ``features @ atoms[k]`` over the p alternatives.
     """
+    if np.ndim(features) != 2 or np.ndim(atoms) != 2 or np.shape(features)[1] != np.shape(atoms)[1]:
+        raise ValueError(
+            f"features (p, L) and atoms (K, L) must have the same number of columns L, got shapes "
+            f"{np.shape(features)} and {np.shape(atoms)}. Use the design the parameters were fit "
+            "on."
+        )
     return log_softmax(features @ atoms.T, axis=0)
 
 
@@ -319,6 +325,11 @@ def log_likelihood(features: np.ndarray, counts: np.ndarray, params: SoftmaxMixt
         on an alternative of probability 0 gives ``-inf``. The multinomial coefficient is omitted
         (the likelihood of the ordered sample ``Y_1..Y_N``).
     """
+    if np.shape(counts) != np.shape(features)[:1]:
+        raise ValueError(
+            f"counts must have one entry per alternative, shape {np.shape(features)[:1]} like the "
+            f"rows of features; got shape {np.shape(counts)}."
+        )
     return _dot_counts(counts, log_mixture_probabilities(features, params))
 
 
