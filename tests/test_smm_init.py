@@ -224,3 +224,20 @@ def test_method_of_moments_bad_n_components(k, exc, message):
     d = _data(n=10_000, p=500)
     with pytest.raises(exc, match=message):
         method_of_moments(d.features, d.counts, k)
+
+
+def test_small_p_warning_reports_the_norm_and_ess_of_the_atom_it_names():
+    import re
+
+    d = _data(p=500, sep=2.0, k=3)  # seed 0: the lowest-ESS atom is not the longest one
+    with pytest.warns(SoftmixWarning, match="too small for the atoms' norm") as record:
+        warm_start.mom_init(d.features, d.counts, 3, np.random.default_rng(0))
+    message = next(str(w.message) for w in record if "too small" in str(w.message))
+    atom, norm, ess = re.search(
+        r"estimated atom (\d+) has whitened norm ([\d.e+-]+) and importance-sampling effective "
+        r"sample size ([\d.e+-]+)", message).groups()
+    est = method_of_moments(d.features, d.counts, 3, rng=np.random.default_rng(0))
+    atom = int(atom)
+    assert atom == int(np.argmin(est.effective_sample_sizes))
+    assert float(norm) == pytest.approx(np.linalg.norm(est.atoms_white[atom]), rel=2e-3)
+    assert float(ess) == pytest.approx(est.effective_sample_sizes[atom], rel=2e-3)

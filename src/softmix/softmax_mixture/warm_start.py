@@ -159,10 +159,11 @@ def mom_init(
     est = method_of_moments(x, counts, n_components, rng=rng)
     ess = est.effective_sample_sizes
     if np.min(ess) < MIN_EFFECTIVE_SAMPLE_SIZE:
+        worst = int(np.argmin(ess))
         warnings.warn(
             f"init='mom': p = {x.shape[0]} is too small for the atoms' norm: the estimated atom "
-            f"{int(np.argmin(ess))} has whitened norm {np.linalg.norm(est.atoms_white, axis=1).max():.3g}"
-            f" and importance-sampling effective sample size {np.min(ess):.3g} < "
+            f"{worst} has whitened norm {np.linalg.norm(est.atoms_white[worst]):.3g}"
+            f" and importance-sampling effective sample size {ess[worst]:.3g} < "
             f"{MIN_EFFECTIVE_SAMPLE_SIZE:g} (the latent moments need p >> exp(||theta||^2)); "
             "falling back to init='subspace'.",
             SoftmixWarning,
