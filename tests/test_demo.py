@@ -51,3 +51,12 @@ def test_cli_negative_seed_names_the_option(capsys):
         main(["reproduce", "smm-cost", "--seed", "-1"])
     assert exc.value.code == 2
     assert "argument --seed: must be a non-negative integer, got '-1'" in capsys.readouterr().err
+
+
+def test_demo_reports_the_start_actually_used_when_mom_falls_back():
+    # p = 300 is too small for the moment method here: "auto" picks "mom", which falls back
+    report = run_demo(n_samples=1_000, n_alternatives=300, n_features=1, n_components=1, seed=0,
+                      out=None)
+    assert "falling back to init='subspace'" in report
+    assert "start: subspace (init='mom' fell back to it" in report
+    assert "start: mom" not in report

@@ -76,6 +76,9 @@ def run_demo(
         auto_choice(data.features, data.counts, n_components) if DEMO_INIT == "auto"
         else (DEMO_INIT, "chosen in DEMO_INIT")
     )
+    if start_used == "mom" and any("falling back to init='subspace'" in str(w.message)
+                                   or "Using init='subspace'" in str(w.message) for w in caught):
+        start_used, start_why = "subspace", "init='mom' fell back to it: see the warning below"
     perm = match_components(model.atoms_, data.atoms)
     est_w, est_a = model.weights_[perm], model.atoms_[perm]
     errors = np.linalg.norm(est_a - data.atoms, axis=1)
