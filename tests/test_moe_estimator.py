@@ -254,6 +254,11 @@ def test_unknown_solver_lists_every_registered_solver(data):
     m = MixtureOfExperts(2).set_params(solver="sgd")  # validated by fit, as in scikit-learn
     with pytest.raises(ValueError, match="solver must be one of"):
         m.fit(X, y)
+    # an unhashable value (scikit-learn's check_do_not_raise_errors_in_init_or_set_params):
+    # set_params raised "unhashable type" from the SOLVERS lookup
+    m.set_params(solver=np.array(["em"]))
+    with pytest.raises(ValueError, match="solver must be one of"):
+        m.fit(X, y)
 
 
 # ----------------------------------------------------------------------------- sklearn protocol

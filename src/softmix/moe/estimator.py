@@ -179,8 +179,9 @@ class MixtureOfExperts:
         """
         solver = params.get("solver", self.solver)
         options = [name for name in params if name not in self._PARAM_NAMES]
-        # an unknown solver name is reported by fit (scikit-learn validates there)
-        accepted = _solver_options(SOLVERS[solver]) if solver in SOLVERS else None
+        # an unknown (or unhashable) solver is reported by fit (scikit-learn validates there)
+        known = isinstance(solver, str) and solver in SOLVERS
+        accepted = _solver_options(SOLVERS[solver]) if known else None
         unknown = sorted(set(options) - accepted) if accepted is not None else []
         if unknown:
             raise ValueError(
