@@ -291,3 +291,17 @@ def test_predict_proba_bad_choices(data):
         m.predict_proba([400])
     with pytest.raises(ValueError, match="features must have 3 columns"):
         m.score(np.zeros((10, 2)), [0])
+
+
+def test_counts_beyond_int64_are_kept_not_wrapped(data):
+    """1e17 x the counts exceed 2^63 for the largest ones: the float->int64 cast used to wrap
+    them (a RuntimeWarning, then 'counts must be non-negative')."""
+    counts = np.bincount(data.choices, minlength=data.features.shape[0]) * 1e17
+    assert counts.max() >= 2.0**63
+    m = SoftmaxMixture(2, random_state=0, max_iter=5, tol=0.0).fit(data.features, counts=counts)
+    assert np.isfinite(m.log_likelihood_) and m.n_samples_ == pytest.approx(counts.sum())
+
+
+def test_huge_float_choice_is_reported_out_of_range(data):
+    with pytest.raises(ValueError, match="choices must be alternative indices"):
+        SoftmaxMixture(2).fit(data.features, [1.0, 2.0, 1e19])

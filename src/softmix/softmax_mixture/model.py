@@ -188,6 +188,8 @@ def _integral(arr: np.ndarray, name: str, what: str) -> np.ndarray:
             raise ValueError(
                 f"{name} must hold integers ({what}); got non-integer value(s) such as {first}."
             )
+    if arr.dtype.kind in "uf" and arr.size and np.max(np.abs(arr)) >= 2.0**63:
+        return arr.astype(float)  # integers beyond int64 (a cast would wrap): keep them as floats
     return arr.astype(np.int64) if arr.dtype.kind in "iuf" else arr
 
 
