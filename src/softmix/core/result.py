@@ -11,7 +11,8 @@ __all__ = ["STOP_REASONS", "FitResult"]
 
 #: Why a fit stopped.
 #: ``"tol"``: relative objective change <= tol; ``"param_tol"``: parameter change <= param_tol;
-#: ``"max_iter"``: the iteration budget ran out (a ConvergenceWarning is issued);
+#: ``"max_iter"``: the iteration budget ran out (a ConvergenceWarning is issued, unless
+#: ``tol=0``, which asks for exactly ``max_iter`` iterations);
 #: ``"non_finite"``: the objective became NaN/inf; the last finite iterate is returned;
 #: ``"init"``: ``max_iter=0``, the initialisation itself is returned;
 #: ``"callback"``: the user's callback asked to stop.
@@ -31,7 +32,8 @@ class FitResult:
     converged : bool
         True when the stop reason is a tolerance (``"tol"`` or ``"param_tol"``).
     n_iter : int
-        Number of iterations (EM-map evaluations) done.
+        Number of iterations done: EM-map evaluations for plain EM, SQUAREM cycles (up to three
+        maps each, counted in ``extra["n_map_evals"]``) with ``accelerate="squarem"``.
     stop_reason : str
         One of :data:`STOP_REASONS`.
     history : ndarray of shape (n_iter + 1,)
