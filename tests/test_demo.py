@@ -60,3 +60,12 @@ def test_demo_reports_the_start_actually_used_when_mom_falls_back():
     assert "falling back to init='subspace'" in report
     assert "start: subspace (init='mom' fell back to it" in report
     assert "start: mom" not in report
+
+
+def test_cli_version(capsys):
+    from softmix import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"softmix {__version__}"

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="softmix",
         description="Softmax mixtures and softmax-gated mixtures of experts.",
     )
+    from softmix import __version__
+
+    parser.add_argument("--version", action="version", version=f"softmix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="simulate a softmax mixture, fit it, print a table")
