@@ -23,6 +23,16 @@ def test_check_array_messages_name_the_argument():
         check_array([["a"]], "features", ndim=2)
 
 
+def test_check_array_none_and_sparse_say_what_to_do():
+    # before: both "must hold real numbers, got dtype object" (np.asarray wraps them in objects)
+    import scipy.sparse
+
+    with pytest.raises(TypeError, match="y is required, got None"):
+        check_array(None, "y", ndim=1)
+    with pytest.raises(TypeError, match=r"X is a sparse csr_matrix.*X\.toarray\(\)"):
+        check_array(scipy.sparse.csr_matrix(np.eye(3)), "X", ndim=2)
+
+
 def test_scalars():
     with pytest.raises(TypeError, match="n_components"):
         check_int(2.5, "n_components")

@@ -7,6 +7,7 @@ import numbers
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
 __all__ = [
     "check_array",
@@ -96,8 +97,16 @@ def check_array(
 ) -> np.ndarray:
     """Convert to an ndarray of ``dtype`` with the required ``ndim``; reject NaN/inf.
 
-    Strings, objects and complex values are rejected with a TypeError naming ``name``.
+    None, sparse matrices, strings, objects and complex values are rejected with a TypeError
+    naming ``name``.
     """
+    if value is None:
+        raise TypeError(f"{name} is required, got None. Pass an array-like of numbers.")
+    if scipy.sparse.issparse(value):
+        raise TypeError(
+            f"{name} is a sparse {type(value).__name__}; softmix needs dense input. Pass "
+            f"{name}.toarray()."
+        )
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
