@@ -236,6 +236,19 @@ def test_bad_hyperparameters(data, kwargs, error, match):
         MixtureOfExperts(**kwargs).fit(X, y)
 
 
+@pytest.mark.parametrize(("option", "bad", "error", "match"), [
+    ("inner_method", "foo", ValueError, "inner_method must be one of"),  # was "method must be"
+    ("inner_max_iter", 0, ValueError, "inner_max_iter must be >= 1"),    # was accepted
+    ("inner_tol", -1.0, ValueError, "inner_tol must be >= 0"),
+    ("variance_floor", -1.0, ValueError, "variance_floor must be > 0"),  # was accepted
+    ("variance_floor", "tiny", TypeError, "variance_floor"),            # was a '>' TypeError
+])
+def test_bad_em_options_name_the_option(data, option, bad, error, match):
+    X, y = data
+    with pytest.raises(error, match=match):
+        MixtureOfExperts(2, random_state=0, **{option: bad}).fit(X, y)
+
+
 def test_given_init_must_match_the_model(data):
     X, y = data
     _, _, other = make_moe(10, 2, 2, random_state=0)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from softmix._validation import check_choice, check_float, check_int
 from softmix.core.em import run_em
 from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
@@ -29,7 +30,7 @@ from softmix.moe.experts import EXPERTS, default_variance_floor, warn_degenerate
 from softmix.moe.gating import add_intercept, fit_gating
 from softmix.moe.model import MoEParams, log_joint_design, penalty
 
-__all__ = ["e_step", "em_step", "fit_em", "objective"]
+__all__ = ["check_em_options", "e_step", "em_step", "fit_em", "objective"]
 
 
 def objective(X: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0) -> float:
@@ -86,6 +87,22 @@ def em_step(
     return MoEParams(gating, coef, var, params.expert), value, degenerate
 
 
+def check_em_options(inner_max_iter: int = 300, inner_tol: float = 1e-10,
+                     inner_method: str = "newton", variance_floor: float | None = None):
+    """Validated ``(inner_max_iter, inner_tol, inner_method, variance_floor)`` of :func:`fit_em`.
+
+    Errors name the option (the inner solvers would report a bad method as ``method``; a
+    variance floor <= 0 or ``inner_max_iter=0`` used to go through).
+    """
+    inner_max_iter = check_int(inner_max_iter, "inner_max_iter", low=1)
+    inner_tol = check_float(inner_tol, "inner_tol", low=0.0)
+    inner_method = check_choice(inner_method, "inner_method", ("newton", "lbfgs"))
+    if variance_floor is not None:
+        variance_floor = check_float(variance_floor, "variance_floor", low=0.0,
+                                     low_inclusive=False, remedy="E.g. variance_floor=1e-8.")
+    return inner_max_iter, inner_tol, inner_method, variance_floor
+
+
 def fit_em(
     X: np.ndarray,
     y: np.ndarray,
@@ -140,6 +157,8 @@ def fit_em(
         log-likelihood at ``params`` and ``extra["degenerate"]`` maps each expert that collapsed
         to ``(iteration, reason)`` of its first collapse.
     """
+    inner_max_iter, inner_tol, inner_method, variance_floor = check_em_options(
+        inner_max_iter, inner_tol, inner_method, variance_floor)
     X1 = add_intercept(X)
     y = np.asarray(y)
     if EXPERTS[params0.expert].has_variance and variance_floor is None:

@@ -20,7 +20,7 @@ from softmix._validation import (
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
-from softmix.moe.em import fit_em
+from softmix.moe.em import check_em_options, fit_em
 from softmix.moe.experts import EXPERTS, get_expert
 from softmix.moe.gating import add_intercept, gate_log_proba_design
 from softmix.moe.gradient import fit_gd, fit_gradient_em
@@ -346,6 +346,8 @@ class MixtureOfExperts:
                 )
         rng = check_random_state(self.random_state)
         options = dict(self.solver_options)
+        if self.solver == "em":  # before the start uses variance_floor
+            check_em_options(**options)
 
         def fit_one(child: np.random.Generator) -> FitResult:
             if isinstance(self.init, MoEParams):
