@@ -211,6 +211,10 @@ def test_predict_proba_needs_a_classification_expert(gaussian_fit):
     X, _, _, m = gaussian_fit
     with pytest.raises(ValueError, match="classification experts"):
         m.predict_proba(X)
+    # scikit-learn's tools look for predict_proba with hasattr (it was True, and e.g.
+    # check_fit_idempotent then failed calling it)
+    assert not hasattr(m, "predict_proba")
+    assert hasattr(MixtureOfExperts(2, expert="logistic"), "predict_proba")
 
 
 @pytest.mark.parametrize(

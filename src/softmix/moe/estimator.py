@@ -48,6 +48,10 @@ def _solver_options(solver: Callable[..., FitResult]) -> set[str] | None:
     return accepted - {"max_iter", "tol", "ridge", "callback", "init_method"}
 
 
+class _UnavailableError(ValueError, AttributeError):
+    """A method that the estimator's configuration does not offer (``hasattr`` is False)."""
+
+
 class MixtureOfExperts:
     """Softmax-gated mixture of experts fitted by maximum likelihood.
 
@@ -400,18 +404,25 @@ class MixtureOfExperts:
         lj = log_joint_design(add_intercept(X), y_enc, self.params_)
         return np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    @property
+    def predict_proba(self) -> Callable[[Any], np.ndarray]:
         """Class probabilities ``sum_i P(z=i|x) P(y=c|x,z=i)``, shape (n_samples, n_classes).
 
-        Only for classification experts (``"logistic"``, ``"multinomial"``); columns follow
-        ``classes_``.
+        ``predict_proba(X)``, only for classification experts (``"logistic"``,
+        ``"multinomial"``); columns follow ``classes_``. With Gaussian experts the attribute
+        itself raises an error that is both a ValueError and an AttributeError, so
+        ``hasattr(model, "predict_proba")`` is False, as scikit-learn's tools expect (its
+        ``available_if`` pattern).
         """
-        check_fitted(self)
         if self.expert == "gaussian":
-            raise ValueError(
+            raise _UnavailableError(
                 "predict_proba is defined for classification experts ('logistic', "
                 "'multinomial'); Gaussian experts predict a mean: use predict(X)."
             )
+        return self._predict_proba
+
+    def _predict_proba(self, X: Any) -> np.ndarray:
+        check_fitted(self)
         X = self._check_X(X)
         X1 = add_intercept(X)
         gate = np.exp(gate_log_proba_design(X1, self.params_.gating))
