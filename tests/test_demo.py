@@ -69,3 +69,26 @@ def test_cli_version(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"softmix {__version__}"
+
+
+def test_cli_missing_optional_extra_is_a_one_line_error(monkeypatch, capsys):
+    import softmix.demo
+
+    def no_cvxpy(**kwargs):
+        raise ImportError("init='mom' needs cvxpy: pip install 'softmix[mom]'")
+
+    monkeypatch.setattr(softmix.demo, "run_demo", no_cvxpy)
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err == (
+        "softmix: error: init='mom' needs cvxpy: pip install 'softmix[mom]'\n")
+
+
+def test_cli_ctrl_c_exits_130_without_traceback(monkeypatch, capsys):
+    import softmix.demo
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(softmix.demo, "run_demo", interrupted)
+    assert main(["demo"]) == 130
+    assert capsys.readouterr().err.strip() == "softmix: interrupted"

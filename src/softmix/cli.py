@@ -108,12 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from softmix.softmax_mixture.dmm import MomentProjectionError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as exc:
+    # bad arguments, a failed SDP, a missing optional extra: each message says what to do
+    except (ValueError, TypeError, MomentProjectionError, ImportError) as exc:
         print(f"softmix: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nsoftmix: interrupted", file=sys.stderr)
+        return 130
     except OSError as exc:  # e.g. --out names a file, or a folder we may not write to
         print(f"softmix: error: cannot write the outputs: {exc}. Choose another --out.",
               file=sys.stderr)
