@@ -124,6 +124,8 @@ class SoftmaxMixture:
         N, the number of training observations.
     n_unidentified_ : int
         Unidentified directions of the design (0 normally; see Notes).
+    n_features_in_ : int
+        L, the number of columns of the training design (scikit-learn's name).
 
     Notes
     -----
