@@ -156,3 +156,15 @@ def test_permute_keeps_the_density_and_the_gauge(expert):
     np.testing.assert_allclose(perm.permute([1, 2, 0]).gating, params.gating, atol=1e-12)
     with pytest.raises(ValueError, match="permutation"):
         params.permute([0, 0, 1])
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"gate_scale": float("nan")}, ValueError),  # gave NaN parameters and data, no error
+    ({"coef_scale": np.inf}, ValueError),
+    ({"coef_scale": -1.0}, ValueError),
+    ({"gate_scale": "2"}, TypeError),            # was a NumPy UFuncTypeError
+])
+def test_make_moe_checks_its_scales(kwargs, error):
+    name = next(iter(kwargs))
+    with pytest.raises(error, match=name):
+        make_moe(10, **kwargs)

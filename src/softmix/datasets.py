@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from softmix._validation import check_int, check_random_state
+from softmix._validation import check_float, check_int, check_random_state
 
 # --- symmetric two-expert mixtures (Fruytier, Mokhtari & Sanghavi 2025) ---------------------
 
@@ -471,14 +471,12 @@ def make_gaussian_moe(
         The truth.
     """
     from softmix._validation import check_choice
-    from softmix.moe.model import MoEParams, check_params, sample
+    from softmix.moe.model import check_params, sample
 
     n_samples = check_int(n_samples, "n_samples", low=1)
     check_choice(x_distribution, "x_distribution", ("uniform", "grid"))
     params = paper_gaussian_moe_params() if params is None else params
-    check_params(params, expert="gaussian", name="params")
-    if not isinstance(params, MoEParams):  # pragma: no cover - check_params raises first
-        raise TypeError("params must be a MoEParams")
+    check_params(params, expert="gaussian", name="params")  # TypeError unless a MoEParams
     rng = check_random_state(random_state)
     d = params.n_features
     if x_distribution == "grid":
@@ -530,6 +528,8 @@ def make_moe(
     n_samples = check_int(n_samples, "n_samples", low=1)
     n_features = check_int(n_features, "n_features", low=1)
     n_experts = check_int(n_experts, "n_experts", low=1)
+    gate_scale = check_float(gate_scale, "gate_scale", low=0.0)  # NaN gave NaN data silently
+    coef_scale = check_float(coef_scale, "coef_scale", low=0.0)
     exp = get_expert(expert)
     rng = check_random_state(random_state)
     p = n_features + 1
