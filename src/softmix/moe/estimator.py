@@ -378,9 +378,10 @@ class MixtureOfExperts:
         self.expert_coef_ = np.array(result.params.expert_coef)
         self.expert_variance_ = (None if result.params.expert_variance is None
                                  else np.array(result.params.expert_variance))
-        self.log_likelihood_ = float(
-            result.extra.get("log_likelihood", self._log_lik(X, y_enc).sum())
-        )
+        # every solver reports it; the fallback (an extra pass over the data) only runs if not
+        log_lik = result.extra.get("log_likelihood")
+        self.log_likelihood_ = float(log_lik if log_lik is not None
+                                     else self._log_lik(X, y_enc).sum())
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.history_ = result.history
