@@ -167,6 +167,16 @@ def test_bad_inputs_name_the_argument():
         m.fit_symmetric(X, y[:-1], theta, kind="logistic")
 
 
+def test_linear_needs_full_column_rank():
+    # before: scipy's LinAlgError "A singular matrix detected" from inside the EM step
+    X, y, _, theta = problem("linear", n=50)
+    collinear = np.column_stack([X, X[:, 0]])
+    with pytest.raises(ValueError, match="X must have full column rank.*rank 3 with 4 columns"):
+        m.fit_symmetric(collinear, y, np.zeros(8) + 0.1, kind="linear")
+    with pytest.raises(ValueError, match="rank 1 with 3 columns and 1 samples"):
+        m.fit_symmetric(X[:1], y[:1], theta, kind="linear")
+
+
 @pytest.mark.parametrize(("kind", "where"), [("linear", "X"), ("logistic", "X"), ("linear", "y")])
 def test_values_whose_squares_overflow_name_the_argument(kind, where):
     # before: linear EM failed inside scipy.linalg.solve ("array must not contain infs or

@@ -436,6 +436,13 @@ def fit_symmetric(
     check_scale(X, "X")
     if kind == "linear":
         check_scale(y, "y")
+        rank = int(np.linalg.matrix_rank(X))
+        if rank < X.shape[1]:  # else scipy's LinAlgError from inside the EM step
+            raise ValueError(
+                f"X must have full column rank for kind='linear' (the EM step solves "
+                f"X'X beta = X'((2r - 1) y)); got rank {rank} with {X.shape[1]} columns and "
+                f"{X.shape[0]} samples. Drop collinear columns or use more samples."
+            )
     theta0 = check_array(theta0, "theta0", ndim=1)
     if theta0.shape[0] != 2 * X.shape[1]:
         raise ValueError(
