@@ -133,6 +133,9 @@ def fit_gd(
     :func:`softmix.moe.model.gradient` (variances on the log scale, see the module docstring).
     Gradient descent is not monotone: the objective may go down with a large step; a
     divergence stops the run with ``stop_reason="non_finite"`` and a ConvergenceWarning.
+    The ``tol`` rule compares the objective between iterations, and one step changes it by
+    about ``step_size * ||grad L||^2``: with a small step the rule fires (``converged=True``)
+    far from a stationary point. Tune the step (:func:`step_size_grid`) or run ``tol=0``.
     """
     step_size = check_step_size(step_size, "step_size")
     return _fit_first_order(X, y, params0, step_size, step_size, 1, max_iter=max_iter, tol=tol,
