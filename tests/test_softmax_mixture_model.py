@@ -222,3 +222,15 @@ def test_log_likelihood_counts_of_the_wrong_length_name_the_argument():
     x, counts, params = tiny()
     with pytest.raises(ValueError, match=r"counts must have one entry per alternative, shape \(6,\)"):
         log_likelihood(x, counts[:4], params)
+
+
+def test_samplers_reject_more_draws_than_int64_holds():
+    """NumPy's multinomial raised OverflowError ('Python int too large to convert to C long')."""
+    from softmix.datasets import make_softmax_mixture
+
+    x, _, params = tiny()
+    with pytest.raises(ValueError, match="n_samples must be <= 9223372036854775807"):
+        sample_counts(x, params, 2**63, random_state=0)
+    with pytest.raises(ValueError, match="n_samples must be <= 9223372036854775807"):
+        make_softmax_mixture(10**30, 100, 2, 2, return_choices=False, random_state=0)
+    assert sample_counts(x, params, 2**62, random_state=0).sum() == 2**62

@@ -376,12 +376,13 @@ def make_softmax_mixture(
     """
     from softmix._validation import check_array, check_float
     from softmix.softmax_mixture.model import (
+        MAX_SAMPLES,
         SoftmaxMixtureParams,
         sample_choices,
         sample_counts,
     )
 
-    n_samples = check_int(n_samples, "n_samples", low=0)
+    n_samples = check_int(n_samples, "n_samples", low=0, high=MAX_SAMPLES)
     n_alternatives = check_int(n_alternatives, "n_alternatives", low=2)
     n_features = check_int(n_features, "n_features", low=1)
     n_components = check_int(n_components, "n_components", low=1)

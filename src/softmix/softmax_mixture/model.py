@@ -30,6 +30,7 @@ from softmix._validation import check_array, check_int, check_random_state
 from softmix.core.special import log_softmax, logsumexp
 
 __all__ = [
+    "MAX_SAMPLES",
     "SIMPLEX_ATOL",
     "UNIDENTIFIED_RTOL",
     "SoftmaxMixtureParams",
@@ -49,6 +50,9 @@ __all__ = [
     "unidentified_directions",
     "weighted_covariance",
 ]
+
+#: Largest number of draws the samplers take (NumPy's multinomial counts are int64).
+MAX_SAMPLES = int(np.iinfo(np.int64).max)
 
 #: Tolerance on ``|sum(weights) - 1|`` accepted by :class:`SoftmaxMixtureParams`.
 SIMPLEX_ATOL = 1e-8
@@ -364,7 +368,7 @@ def sample_counts(
     -------
     ndarray of shape (n_alternatives,), dtype int64
     """
-    n_samples = check_int(n_samples, "n_samples", low=0)
+    n_samples = check_int(n_samples, "n_samples", low=0, high=MAX_SAMPLES)
     rng = check_random_state(random_state)
     per_class = rng.multinomial(n_samples, params.weights)
     probs = _class_probabilities(features, params.atoms)
@@ -402,7 +406,7 @@ def sample_choices(
     labels : ndarray of shape (n_samples,), dtype int64
         The latent class of each draw (only when ``return_labels=True``).
     """
-    n_samples = check_int(n_samples, "n_samples", low=0)
+    n_samples = check_int(n_samples, "n_samples", low=0, high=MAX_SAMPLES)
     rng = check_random_state(random_state)
     labels = rng.choice(params.n_components, size=n_samples, p=params.weights)
     probs = _class_probabilities(features, params.atoms)
