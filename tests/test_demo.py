@@ -92,3 +92,21 @@ def test_cli_ctrl_c_exits_130_without_traceback(monkeypatch, capsys):
     monkeypatch.setattr(softmix.demo, "run_demo", interrupted)
     assert main(["demo"]) == 130
     assert capsys.readouterr().err.strip() == "softmix: interrupted"
+
+
+def test_cli_demo_counts_accept_the_help_notation(monkeypatch):
+    import softmix.demo
+
+    seen = {}
+    monkeypatch.setattr(softmix.demo, "run_demo", lambda **kw: seen.update(kw) or "report")
+    assert main(["demo", "--n-samples", "1e6", "--n-alternatives", "20_000"]) == 0
+    assert seen["n_samples"] == 1_000_000 and seen["n_alternatives"] == 20_000
+    assert isinstance(seen["n_samples"], int)
+
+
+def test_cli_demo_non_integer_count_names_the_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--n-samples", "2.5"])
+    assert exc.value.code == 2
+    assert "argument --n-samples: must be an integer (e.g. 1000000 or 1e6), got '2.5'" in (
+        capsys.readouterr().err)

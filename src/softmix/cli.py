@@ -36,6 +36,21 @@ def _seed(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """An integer option that also accepts the scientific notation of the help ("1e6")."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"must be an integer (e.g. 1000000 or 1e6), got {text!r}")
+    return int(value)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from softmix.experiments import get_experiment, names
 
@@ -85,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="simulate a softmax mixture, fit it, print a table")
-    demo.add_argument("--n-samples", type=int, default=1_000_000, help="N draws (default 1e6)")
-    demo.add_argument("--n-alternatives", type=int, default=20_000, help="p (default 20000)")
-    demo.add_argument("--n-features", type=int, default=10, help="L (default 10)")
-    demo.add_argument("--n-components", type=int, default=3, help="K (default 3)")
+    demo.add_argument("--n-samples", type=_count, default=1_000_000, help="N draws (default 1e6)")
+    demo.add_argument("--n-alternatives", type=_count, default=20_000, help="p (default 20000)")
+    demo.add_argument("--n-features", type=_count, default=10, help="L (default 10)")
+    demo.add_argument("--n-components", type=_count, default=3, help="K (default 3)")
     demo.add_argument("--seed", type=_seed, default=0)
     demo.add_argument("--out", default="results", help="folder for the figure")
     demo.set_defaults(func=_cmd_demo)
