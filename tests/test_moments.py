@@ -92,6 +92,13 @@ def test_whitening_rejects_singular_and_misshaped_sigma():
         whiten(x[:, :2], sigma=np.eye(3))
 
 
+def test_whitening_a_given_non_positive_sigma_blames_sigma_not_the_features():
+    x = np.random.default_rng(0).standard_normal((100, 3))
+    with pytest.raises(ValueError, match=r"sigma must be a positive definite covariance, got "
+                                         r"smallest eigenvalue -1"):
+        whiten(x, sigma=-np.eye(3))
+
+
 def test_subspace_recovered_in_well_separated_case():
     rng = np.random.default_rng(1)
     p, big_l = 50_000, 8

@@ -114,7 +114,8 @@ def whiten(features: np.ndarray, sigma: np.ndarray | None = None) -> Whitening:
     Raises
     ------
     ValueError
-        If Sigma is not symmetric positive definite (a constant or collinear column).
+        If Sigma is not positive definite: a given ``sigma``, or the estimated one (a constant or
+        collinear column).
     """
     x = np.asarray(features, dtype=float)
     mean = x.mean(axis=0)
@@ -131,6 +132,12 @@ def whiten(features: np.ndarray, sigma: np.ndarray | None = None) -> Whitening:
     sigma = (sigma + sigma.T) / 2.0
     evals, evecs = linalg.eigh(sigma)
     if evals[0] <= 1e-12 * max(evals[-1], 1e-300):
+        if not estimated:
+            raise ValueError(
+                f"sigma must be a positive definite covariance, got smallest eigenvalue "
+                f"{evals[0]:.3g} (largest {evals[-1]:.3g}). Give the design's covariance, or "
+                "sigma=None to estimate it from features."
+            )
         raise ValueError(
             "the feature covariance is singular (a constant or collinear column of features, "
             f"smallest eigenvalue {evals[0]:.3g}); the atoms are not identified along it. Drop or "
