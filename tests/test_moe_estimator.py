@@ -67,6 +67,32 @@ def test_multinomial_with_arbitrary_integer_labels():
     assert np.mean(m.predict(X) == labels) > 0.5
 
 
+def test_multinomial_with_string_labels():
+    # before: TypeError "y must hold real numbers, got dtype <U..."
+    X, y, _ = make_moe(400, 2, 2, expert="multinomial", n_classes=3, random_state=1)
+    names = np.array(["cat", "dog", "emu"])
+    labels = names[y.astype(int)]
+    m = MixtureOfExperts(2, expert="multinomial", random_state=0, tol=1e-4).fit(X, labels)
+    ref = MixtureOfExperts(2, expert="multinomial", random_state=0, tol=1e-4).fit(X, y)
+    np.testing.assert_array_equal(m.classes_, names)
+    np.testing.assert_allclose(m.predict_proba(X), ref.predict_proba(X))
+    np.testing.assert_array_equal(m.predict(X), names[ref.predict(X).astype(int)])
+    assert set(m.sample(X, random_state=0)[0]) <= set(names)
+    assert m.score(X, labels.astype(object)) == pytest.approx(ref.score(X, y))  # object array
+    with pytest.raises(ValueError, match=r"labels \['owl'\] not seen in fit"):
+        m.score(X[:2], ["cat", "owl"])
+    with pytest.raises(ValueError, match="y holds numbers but the model was fitted on text"):
+        m.score(X[:2], [0, 1])
+    with pytest.raises(ValueError, match="y holds text labels but the model was fitted on num"):
+        ref.score(X[:2], ["cat", "dog"])
+    with pytest.raises(ValueError, match="logistic experts.*text labels.*'multinomial'"):
+        MixtureOfExperts(2, expert="logistic").fit(X, labels)
+    with pytest.raises(ValueError, match="one entry per row of X"):
+        MixtureOfExperts(2, expert="multinomial").fit(X, labels[:-1])
+    with pytest.raises(TypeError, match="y must hold real numbers"):
+        MixtureOfExperts(2).fit(X, labels)  # Gaussian experts need numbers
+
+
 def test_logistic_boolean_labels_come_back_as_booleans():
     X, y, _ = make_moe(300, 1, 2, expert="logistic", coef_scale=4.0, random_state=2)
     m = MixtureOfExperts(2, expert="logistic", random_state=0, tol=1e-4).fit(X, y == 1)

@@ -48,6 +48,17 @@ def _solver_options(solver: Callable[..., FitResult]) -> set[str] | None:
     return accepted - {"max_iter", "tol", "ridge", "callback", "init_method"}
 
 
+def _encode_labels(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Index of every label in the sorted ``classes`` (ValueError naming unseen labels)."""
+    idx = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
+    if not np.all(classes[idx] == labels):
+        raise ValueError(
+            f"y holds labels {np.setdiff1d(labels, classes)[:10].tolist()} not seen in fit "
+            f"(classes_ = {classes[:10].tolist()})."
+        )
+    return idx
+
+
 class _UnavailableError(ValueError, AttributeError):
     """A method that the estimator's configuration does not offer (``hasattr`` is False)."""
 
@@ -106,8 +117,9 @@ class MixtureOfExperts:
     expert_coef_ : ndarray of shape (n_experts, n_features + 1) or (n_experts, C, n_features + 1)
     expert_variance_ : ndarray of shape (n_experts,) or None
     classes_ : ndarray of shape (C,)
-        Sorted class labels (classification experts), with the dtype of the integer or boolean
-        ``y`` given to :meth:`fit`; :meth:`predict` and :meth:`sample` return these labels.
+        Sorted class labels (classification experts), with the dtype of the integer, boolean
+        or (multinomial experts) string ``y`` given to :meth:`fit`; :meth:`predict` and
+        :meth:`sample` return these labels.
     log_likelihood_ : float
         Total log-likelihood of the training data at ``params_``.
     n_iter_ : int
@@ -273,7 +285,16 @@ class MixtureOfExperts:
     def _check_y(self, y: Any, n: int, fit: bool) -> np.ndarray:
         """Encoded ``y``; with ``fit=True`` the classes found are returned too (``(y, classes)``)
         and ``classes_`` is left alone, so a failing fit does not touch a fitted model."""
-        label_dtype = np.asarray(y).dtype
+        try:
+            raw = np.asarray(y)
+        except ValueError:  # ragged: check_array below reports it
+            raw = np.zeros(0)
+        text = raw.dtype.kind in "US" or (
+            raw.dtype.kind == "O" and raw.size > 0
+            and all(isinstance(v, str) for v in raw.ravel()))
+        if text and self.expert != "gaussian":
+            return self._check_text_labels(raw, n, fit)
+        label_dtype = raw.dtype
         y = check_array(y, "y", ndim=1)
         if y.shape[0] != n:
             raise ValueError(
@@ -304,15 +325,45 @@ class MixtureOfExperts:
                 classes = classes.astype(label_dtype)
         else:
             classes = self.classes_
-        idx = np.searchsorted(classes, y)
-        idx = np.minimum(idx, classes.size - 1)
-        if not np.all(classes[idx] == y):
-            raise ValueError(
-                f"y holds labels {np.setdiff1d(y, classes)[:10].tolist()} not seen in fit "
-                f"(classes_ = {classes.tolist()})."
-            )
-        y_enc = idx.astype(float) if self.expert == "logistic" else idx
+            if classes.dtype.kind in "US":
+                raise ValueError(
+                    f"y holds numbers but the model was fitted on text labels (classes_ = "
+                    f"{classes[:10].tolist()}); pass labels from classes_."
+                )
+        y_enc = _encode_labels(y, classes)
+        y_enc = y_enc.astype(float) if self.expert == "logistic" else y_enc
         return (y_enc, classes) if fit else y_enc
+
+    def _check_text_labels(self, raw: np.ndarray, n: int, fit: bool):
+        """:meth:`_check_y` for string class labels (multinomial experts only)."""
+        if self.expert == "logistic":
+            raise ValueError(
+                f"y must hold labels in {{0, 1}} for logistic experts, got text labels such as "
+                f"{np.unique(raw.astype(str))[:3].tolist()}. Use expert='multinomial' (any "
+                "labels), or recode y to 0/1."
+            )
+        if raw.ndim != 1:
+            raise ValueError(f"y must be 1-D, got an array of shape {raw.shape}.")
+        if raw.shape[0] != n:
+            raise ValueError(
+                f"y must have one entry per row of X ({n}), got {raw.shape[0]}. Pass X and y "
+                "with the same number of samples."
+            )
+        labels = raw.astype(str)
+        if fit:
+            classes = np.unique(labels)
+            if classes.size < 2:
+                raise ValueError(
+                    f"y must hold at least 2 classes for {self.expert!r} experts, got only "
+                    f"{classes.tolist()}."
+                )
+            return _encode_labels(labels, classes), classes
+        if self.classes_.dtype.kind not in "US":
+            raise ValueError(
+                f"y holds text labels but the model was fitted on numeric labels (classes_ = "
+                f"{self.classes_[:10].tolist()}); pass labels from classes_."
+            )
+        return _encode_labels(labels, self.classes_)
 
     # ----------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any) -> MixtureOfExperts:
@@ -322,7 +373,8 @@ class MixtureOfExperts:
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-            Real responses (Gaussian), {0, 1} (logistic) or integer class labels (multinomial).
+            Real responses (Gaussian), {0, 1} (logistic) or class labels (multinomial: integers
+            or strings).
 
         Returns
         -------
