@@ -135,3 +135,30 @@ def test_step_size_grid_reports_the_best_and_skips_diverged(gaussian_problem):
         step_size_grid(run, [1e4])
     with pytest.raises(ValueError, match="step_sizes"):
         step_size_grid(run, [0.1, -1.0])
+
+
+def test_tol_stop_far_from_a_stationary_point_is_not_converged():
+    # a tiny step changes the objective by ~ eta ||grad||^2 anywhere: the objective rule fires
+    # after 2 iterations at -5561 on the paper's model (EM reaches -851); it must not be a success
+    from softmix.datasets import make_gaussian_moe
+
+    X, y, _ = make_gaussian_moe(2000, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="not at a stationary point"):
+        model = MixtureOfExperts(2, solver="gd", step_size=1e-4, random_state=0).fit(X, y)
+    assert not model.converged_ and model.fit_result_.stop_reason == "not_stationary"
+    assert model.log_likelihood_ < -5000
+
+
+def test_tol_stop_at_a_stationary_point_stays_converged(gaussian_problem):
+    X, y, p0 = gaussian_problem
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = fit_gd(X, y, p0, step_size=0.3, max_iter=5000, tol=1e-9)
+    assert res.converged and res.stop_reason == "tol"
+    assert res.extra["gradient_norm"] < 1e-2 * _grad0(X, y, p0)
+
+
+def _grad0(X, y, p0):
+    from softmix.moe.gradient import _gradient_norm
+
+    return _gradient_norm(add_intercept(X), np.asarray(y), p0, 0.0)

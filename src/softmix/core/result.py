@@ -15,8 +15,12 @@ __all__ = ["STOP_REASONS", "FitResult"]
 #: ``tol=0``, which asks for exactly ``max_iter`` iterations);
 #: ``"non_finite"``: the objective became NaN/inf; the last finite iterate is returned;
 #: ``"init"``: ``max_iter=0``, the initialisation itself is returned;
-#: ``"callback"``: the user's callback asked to stop.
-STOP_REASONS = ("tol", "param_tol", "max_iter", "non_finite", "init", "callback")
+#: ``"callback"``: the user's callback asked to stop;
+#: ``"not_stationary"``: a first-order method (GD, gradient EM) met the objective tolerance but
+#: its gradient is far from zero (a small step changes the objective little anywhere); not
+#: converged, a ConvergenceWarning is issued.
+STOP_REASONS = ("tol", "param_tol", "max_iter", "non_finite", "init", "callback",
+                "not_stationary")
 
 
 @dataclass

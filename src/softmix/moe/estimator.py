@@ -89,9 +89,10 @@ class MixtureOfExperts:
         Stop when the relative change of the objective is ``<= tol`` and not growing (never on
         the first iteration; see :func:`softmix.core.em.run_em`); ``0`` runs ``max_iter``
         iterations. For ``"gd"`` and ``"gradient_em"`` the change per iteration scales with the
-        step size, so a small step stops early far from the optimum (paper model, n = 2000:
-        ``step_size=1e-4`` stops as "converged" after 2 iterations at a log-likelihood of -5561,
-        EM's optimum is -851); compare ``log_likelihood_`` across solvers or use ``tol=0``.
+        step size, so a small step meets ``tol`` far from the optimum (paper model, n = 2000:
+        ``step_size=1e-4`` after 2 iterations at a log-likelihood of -5561, EM's optimum is
+        -851); such a stop is reported as ``stop_reason="not_stationary"``, ``converged_=False``
+        with a ConvergenceWarning (the gradient norm must fall below 1e-2 of the start's).
     ridge : float, default=0.0
         L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients
         (a MAP fit; keeps them finite on separable data).
