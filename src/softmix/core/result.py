@@ -50,6 +50,12 @@ class FitResult:
         Iterations where the objective went down by more than round-off (0 for exact EM).
     all_objectives : ndarray or None
         Final objective of every restart when the result comes from :func:`fit_with_restarts`.
+    criterion : str
+        Name of the stationarity criterion that judged convergence (e.g.
+        ``"relative_change"``, or a scale-free one such as ``"newton_decrement"``: the predicted
+        remaining gain in nats, which means the same at N = 1e3 and N = 1e10).
+    criterion_value : float
+        Its value at ``params`` (NaN where not computed).
     extra : dict
         Anything model-specific (e.g. per-iteration parameter traces for experiments).
     """
@@ -64,6 +70,8 @@ class FitResult:
     seconds: float = 0.0
     n_decreases: int = 0
     all_objectives: np.ndarray | None = None
+    criterion: str = "relative_change"
+    criterion_value: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
