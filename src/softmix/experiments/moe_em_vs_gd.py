@@ -58,7 +58,7 @@ PAPER = {
 @dataclass
 class Config:
     """Paper scale: 50 instances, 100 iterations (n, d and the norms are not in the sources
-    we could read; ours are chosen so that the statistical floor is reached, see README)."""
+    we could read; ours are chosen so that the statistical floor is reached, see docs/experiments/moe-em-vs-gd.md)."""
 
     kinds: tuple[str, ...] = ("linear", "logistic")
     n_instances: int = 50

@@ -20,7 +20,7 @@ k, and, for k = 2 only, our estimator's default (soft responsibilities around ra
 centres, then per-expert and gating fits; one try) as a robustness column; random starts for k = 3, 4 at n up to 1e5 cost 10-30 s a fit and are left
 out of the default run.
 
-Caveat (measured, see the README): with the authors' stop rule (relative log-likelihood change
+Caveat (measured, see docs/experiments/moe-voronoi.md): with the authors' stop rule (relative log-likelihood change
 1e-6) EM from the near-truth start stops after a median of 3-4 iterations for k = 3, 4, so the
 redundant experts barely leave the start; at n = 1e4, k = 3, ``tol=1e-8`` raises the median D2
 about 30-fold. ``Config.tol`` changes the rule.

@@ -101,7 +101,7 @@ __all__ = [
 
 M_STEPS = ("auto", "newton", "gradient")
 
-#: [chosen, measured; numbers in the README] The exact Newton M-step. On Gaussian designs
+#: [chosen, measured; numbers in docs/guide/softmax-mixture.md] The exact Newton M-step. On Gaussian designs
 #: (isotropic or not, thanks to whitening) the paper's gradient step needs as many EM iterations
 #: and is cheaper per iteration (O(pLK) vs O(pL^2 K): ~1.5x at L = 10, ~20x at L = 100), but on a
 #: heavy-tailed design (Student-t(3) features) it had not converged after 3000 iterations where

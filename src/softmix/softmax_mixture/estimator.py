@@ -53,11 +53,9 @@ class SoftmaxMixture:
         Starting point: a name registered in
         :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``, and the moment-based
         warm starts when installed), or parameters (``SoftmaxMixtureParams`` or a dict with
-        ``weights`` (K,) and ``atoms`` (K, L)). ``"random"`` stays the default [measured,
-        README]: the moment-based ``"auto"`` start reached the same optimum in the benign
-        settings but the whole fit took 1.5-10x longer (its SDP / screened starts), and on a
-        heavy-tailed design it warns (falls back to screened random starts) and once did not
-        converge; it is the better start when atoms are crowded (K > L), see the README.
+        ``weights`` (K,) and ``atoms`` (K, L)). Use ``"auto"`` (or ``n_init``) when atoms are
+        crowded (K > L). Why ``"random"`` is the default: docs/guide/softmax-mixture.md
+        ("Defaults and why").
     n_init : int, default=1
         Number of runs from independent starts (spawned generators); the best
         log-likelihood is kept, every run's final value is in ``fit_result_.all_objectives``.
@@ -66,11 +64,9 @@ class SoftmaxMixture:
         Safeguarded damped-Newton M-step, or the paper's safeguarded one-gradient-step M-step
         in whitened coordinates (O(p L K) instead of O(p L^2 K) per iteration). ``"auto"``
         chooses once per fit (:func:`softmix.softmax_mixture.em.select_m_step`): the gradient
-        step when the whitened design is Gaussian-like along the starting atoms (then
-        ``Cov_pi(z) ~ I`` and the eta = 1 gradient step is a Newton step), Newton otherwise;
-        the choice is in ``m_step_used_``. In ``benchmarks/RESULTS.md`` (table 2) it is the
-        fastest way to the optimum on both the Gaussian and the Student-t(3) designs (a tie
-        with scipy L-BFGS on the smallest, p = 200, setting).
+        step when the whitened design is Gaussian-like along the starting atoms, Newton
+        otherwise; the choice is in ``m_step_used_``. The rule and its measurements:
+        docs/guide/softmax-mixture.md and ``benchmarks/RESULTS.md`` (table 2).
     step_size : float, default=1.0
         eta of the gradient M-step.
     max_iter : int, default=1000
@@ -79,17 +75,15 @@ class SoftmaxMixture:
         Stop when the relative log-likelihood change is <= tol; 0 runs exactly ``max_iter``.
     accelerate : {"squarem", None}, default="squarem"
         ``"squarem"``: SQUAREM extrapolation of the EM map with a monotonicity fallback
-        (:func:`softmix.core.em.run_em`); same optimum, reached 1.3-3.8x sooner than by plain
-        EM with the Newton M-step (``benchmarks/RESULTS.md``, Gaussian and t(3) designs). An
+        (:func:`softmix.core.em.run_em`); same optimum, reached sooner (measured in
+        docs/performance.md and ``benchmarks/RESULTS.md``). An
         iteration (``n_iter_``, ``history_``, ``max_iter``) is then one SQUAREM cycle of up to
         three EM iterations. ``None``: plain EM, one EM iteration per iteration.
     newton_max_iter : int, default=1
-        Damped Newton iterations per component and EM iteration (``m_step="newton"``). 1 [chosen,
-        measured in ``benchmarks/RESULTS.md``]: one safeguarded Newton step, a generalised EM
-        (each step never lowers ``Q_k``, so the log-likelihood never decreases) with the same
-        fixed points; with SQUAREM it reached the optimum 1.6-1.9x sooner than the (near-)exact
-        M-step of 20 iterations, on Gaussian and heavy-tailed designs. Use 20 or more for an
-        exact M-step (studies of EM itself).
+        Damped Newton iterations per component and EM iteration (``m_step="newton"``). 1: one
+        safeguarded Newton step, a generalised EM (the log-likelihood never decreases) with the
+        same fixed points as exact EM; use 20 or more for an exact M-step (studies of EM
+        itself). Why 1 is the default: docs/performance.md.
     dtype : {"float64", "float32"} or numpy dtype, default="float64"
         Storage of EM's working copy of the design and precision of the two large matrix
         products per iteration; exponentials, sums, the log-likelihood and the M-step solves

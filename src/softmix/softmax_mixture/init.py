@@ -32,7 +32,7 @@ MAX_RANDOM_SPREAD = 2.0
 def random_init(
     features: np.ndarray, counts: np.ndarray, n_components: int, rng: np.random.Generator
 ) -> SoftmaxMixtureParams:
-    """Random start at a scale matched to the data [chosen, documented in the README].
+    """Random start at a scale matched to the data [chosen, documented in docs/guide/softmax-mixture.md].
 
     Weights are uniform. Atoms are ``theta_k = theta_0 + Sigma^{-1/2} g_k`` with
     ``g_k ~ N(0, s^2 I_L / L)`` i.i.d. (so ``E ||Sigma^{1/2}(theta_k - theta_0)||^2 = s^2``), where
