@@ -19,7 +19,7 @@ demo: $(STAMP)
 # Two pytest workers on two cores: one BLAS thread each (oversubscribed OpenBLAS ran the
 # small dense products of the tests 10-100x slower; see src/softmix/core/threads.py).
 test: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks examples
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 test-slow: $(STAMP)
@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m mypy
 
 # The documentation site (docs/, mkdocs.yml) with the API reference from the docstrings, into
