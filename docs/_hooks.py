@@ -11,6 +11,10 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
+#: Sphinx cross-reference roles in the numpydoc docstrings (``:func:`name```), which render as
+#: the role's text followed by the code span; the API pages show the code span alone.
+_SPHINX_ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|exc|obj):(?=<code>)")
+
 
 def readme_for_site(text: str) -> str:
     """README's Markdown with its links rewritten for a page at the root of docs/."""
@@ -23,3 +27,7 @@ def on_page_read_source(page, config):
     if page.file.src_uri == "index.md":
         return readme_for_site(README.read_text(encoding="utf-8"))
     return None
+
+
+def on_page_content(html, page, config, files):
+    return _SPHINX_ROLE.sub("", html)
