@@ -330,3 +330,23 @@ def test_python_m_softmix_subprocess_no_traceback(tmp_path, smm_files):
     assert proc.returncode == 2
     assert proc.stderr.startswith("softmix: error: ") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_summary_uses_the_estimators_summary_method_when_it_exists(tmp_path, smm_files, capsys,
+                                                                    monkeypatch):
+    root, _ = smm_files
+    model_path = tmp_path / "m.softmix"
+    assert _run(["fit", "smm", "--features", root / "features.npy", "--counts",
+                 root / "counts.csv", "-k", "2", "--out", model_path], capsys)[0] == 0
+    calls = []
+
+    def summary(self, *data):
+        calls.append(len(data))
+        return f"summary of a {type(self).__name__}"
+
+    monkeypatch.setattr(SoftmaxMixture, "summary", summary, raising=False)
+    code, out, _ = _run(["summary", model_path], capsys)
+    assert code == 0 and out.strip() == "summary of a SoftmaxMixture" and calls == [0]
+    code, out, _ = _run(["summary", model_path, "--features", root / "features.npy",
+                         "--counts", root / "counts.csv"], capsys)
+    assert code == 0 and calls == [0, 2]  # with the data, as for bic()

@@ -324,3 +324,14 @@ def test_save_replaces_atomically_and_leaves_no_temporary(tmp_path, smm_model):
         smm_model.save(path)
     assert load(path).n_iter_ == smm_model.n_iter_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.softmix"]
+
+
+def test_moe_params_hyperparameters_round_trip(tmp_path):
+    X, y, truth = make_moe(200, 1, 2, random_state=0)
+    model = MixtureOfExperts(2, init="near_truth", truth=truth, max_iter=3, tol=0,
+                             random_state=0).fit(X, y)
+    back = load(model.save(tmp_path / "t.softmix"))
+    for field in ("gating", "expert_coef", "expert_variance"):
+        assert np.array_equal(getattr(back.truth, field), getattr(truth, field))
+    assert back.truth.expert == "gaussian"
+    assert np.array_equal(back.predict(X), model.predict(X))

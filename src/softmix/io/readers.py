@@ -24,7 +24,6 @@ Call :func:`read_table` for a :class:`Table` (columns by name), or :func:`read_m
 from __future__ import annotations
 
 import csv
-import io
 import os
 import zipfile
 from collections.abc import Sequence
@@ -147,11 +146,11 @@ def _read_csv(path: Path) -> Table:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); "
                          "save it as UTF-8 CSV.") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
-    if not rows:
+    lines = [line for line in text.splitlines() if line.strip(" \t,")]
+    if not lines:
         raise InputError(f"{path}: the file is empty; expected a header row of column names and "
                          "one row per record.")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in next(csv.reader(lines[:1]))]
     if any(header) and all(_first_non_numeric(np.array([h])) is None for h in header if h):
         raise InputError(
             f"{path}: the first row ({','.join(header[:5])}{',...' if len(header) > 5 else ''})"
@@ -166,9 +165,12 @@ def _read_csv(path: Path) -> Table:
     if dup:
         raise InputError(f"{path}: the header names {dup} more than once; give each column a "
                          "distinct name.")
-    data = rows[1:]
-    if not data:
+    if len(lines) == 1:
         raise InputError(f"{path}: only a header row, no data rows; add one row per record.")
+    fast = _all_numeric(lines[1:], len(header))
+    if fast is not None and fast.shape[0] == len(lines) - 1:
+        return Table(path, {name: fast[:, j].copy() for j, name in enumerate(header)})
+    data = list(csv.reader(lines[1:]))
     for i, row in enumerate(data):
         if len(row) != len(header):
             raise InputError(
@@ -186,6 +188,20 @@ def _read_csv(path: Path) -> Table:
                                  f"{empty[0] + 1}; fill or drop that row.")
         columns[name] = col
     return Table(path, columns)
+
+
+def _all_numeric(lines: list[str], n_columns: int) -> np.ndarray | None:
+    """Fast path: the data rows as a float matrix when every cell is a number (else None;
+    the cell-by-cell reader then finds and reports the first bad cell)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = np.loadtxt(lines, delimiter=",", dtype=float, ndmin=2, comments=None)
+    except (ValueError, UserWarning):
+        return None
+    return out if out.ndim == 2 and out.shape[1] == n_columns else None
 
 
 def _array_table(path: Path, arr: np.ndarray, source: str = "") -> Table:
