@@ -335,3 +335,21 @@ def test_moe_params_hyperparameters_round_trip(tmp_path):
         assert np.array_equal(getattr(back.truth, field), getattr(truth, field))
     assert back.truth.expert == "gaussian"
     assert np.array_equal(back.predict(X), model.predict(X))
+
+
+def test_malformed_state_is_a_model_file_error(tmp_path, smm_model):
+    path = smm_model.save(tmp_path / "m.softmix")
+
+    def mangle(m):
+        m["state"]["n_iter_"] = {"$dict": 5}
+        return m
+
+    bad = _rewrite(path, tmp_path / "mangled.softmix", manifest=mangle)
+    with pytest.raises(ModelFileError, match=r"mangled\.softmix: its fitted state cannot be "
+                                             "decoded"):
+        load(bad)
+    # a hyperparameter this softmix does not know (e.g. from a newer version)
+    extra = _rewrite(path, tmp_path / "extra.softmix", manifest=lambda m: {
+        **m, "hyperparameters": {**m["hyperparameters"], "warp_speed": 9}})
+    with pytest.raises(ModelFileError, match="its hyperparameters do not fit SoftmaxMixture"):
+        load(extra)

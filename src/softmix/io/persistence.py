@@ -550,9 +550,16 @@ def load(path: str | os.PathLike, expected: type | tuple[type, ...] | None = Non
         try:
             params = {k: decoder.decode(v, f"hyperparameters.{k}") for k, v in hyper.items()}
             model = cls(**params)
-        except TypeError as exc:
+        except ModelFileError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise decoder.error(f"its hyperparameters do not fit {cls.__name__} ({exc})") from None
-        values = {k: decoder.decode(v, k) for k, v in state.items()}
+        try:
+            values = {k: decoder.decode(v, k) for k, v in state.items()}
+        except ModelFileError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise decoder.error(f"its fitted state cannot be decoded ({exc!r})") from None
         restore = getattr(model, "_restore_state", None)
         if callable(restore):
             restore(values)
