@@ -9,6 +9,7 @@ from softmix.exceptions import (
     NotFittedError,
     SoftmixWarning,
 )
+from softmix.io.persistence import load
 from softmix.moe.estimator import MixtureOfExperts
 from softmix.softmax_mixture.estimator import SoftmaxMixture
 
@@ -22,4 +23,5 @@ __all__ = [
     "SoftmaxMixture",
     "SoftmixWarning",
     "__version__",
+    "load",
 ]

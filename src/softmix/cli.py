@@ -5,6 +5,14 @@ Commands::
     softmix demo [--n-samples N] [--n-alternatives P] [--n-features L] [--n-components K] [--seed S]
     softmix reproduce NAME [--quick] [--seed S] [--out DIR] [--idx-dir DIR]
     softmix list
+    softmix fit smm --features F (--counts C | --choices C) -k K --out MODEL [options]
+    softmix fit moe --data F -y COL [--x COLS] -k K --expert E --out MODEL [options]
+    softmix summary MODEL [data options]
+    softmix predict MODEL [--data F] --out F
+
+Data files are read by extension (.csv with a header row, .parquet, .npy, .npz with --key);
+see softmix.io.readers. The work is done by softmix.io.workflow; ``--json`` prints its report
+as one JSON object. Bad input exits with status 2 and one line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -13,16 +21,10 @@ import argparse
 import sys
 
 
-def _progress_bar(label: str):
-    def report(done: int, total: int) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def _progress():
+    from softmix.io.progress import Progress
 
-    return report
+    return Progress()  # draws on stderr only when it is a terminal
 
 
 def _seed(text: str) -> int:
@@ -67,7 +69,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         quick=args.quick,
         seed=args.seed,
         out=args.out,
-        progress=_progress_bar(args.name),
+        progress=_progress().steps(args.name),
         overrides={"idx_dir": args.idx_dir} if args.idx_dir is not None else None,
     )
     print(summary)
@@ -87,6 +89,114 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         out=args.out,
     ))
     return 0
+
+
+def _emit(args: argparse.Namespace, report: dict) -> int:
+    for warning in report.get("warnings", []):
+        print(f"softmix: warning: {' '.join(str(warning).split())}", file=sys.stderr)
+    if args.json:
+        import json
+
+        print(json.dumps({k: v for k, v in report.items() if k != "text"}))
+    else:
+        print(report["text"])
+    return 0
+
+
+def _hyper(args: argparse.Namespace) -> dict:
+    return {"init": args.init, "n_init": args.n_init, "max_iter": args.max_iter,
+            "tol": args.tol, "seed": args.seed}
+
+
+def _cmd_fit_smm(args: argparse.Namespace) -> int:
+    from softmix.io.workflow import fit_smm_files
+
+    return _emit(args, fit_smm_files(
+        args.features, counts=args.counts, choices=args.choices, n_components=args.k,
+        out=args.out, features_key=args.features_key, counts_key=args.counts_key,
+        column=args.column, dtype=args.dtype, plot_dir=args.plot, progress=_progress(),
+        **_hyper(args)))
+
+
+def _cmd_fit_moe(args: argparse.Namespace) -> int:
+    from softmix.io.workflow import fit_moe_files
+
+    return _emit(args, fit_moe_files(
+        args.data, target=args.y, x=args.x, n_experts=args.k, expert=args.expert,
+        solver=args.solver, out=args.out, key=args.key, plot_dir=args.plot,
+        progress=_progress(), **_hyper(args)))
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from softmix.io.workflow import summarize_file
+
+    return _emit(args, summarize_file(
+        args.model, features=args.features, counts=args.counts, choices=args.choices,
+        features_key=args.features_key, counts_key=args.counts_key, column=args.column,
+        data=args.data, target=args.y, x=args.x, key=args.key))
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from softmix.io.workflow import predict_files
+
+    return _emit(args, predict_files(args.model, data=args.data, out=args.out, key=args.key,
+                                     x=args.x))
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _tol(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (e.g. 1e-8), got {text!r}")
+    return value
+
+
+def _add_smm_data(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--features", required=required, metavar="F",
+                        help="design, one row per alternative (.csv/.parquet/.npy/.npz)")
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--counts", metavar="C", help="how often each alternative was chosen")
+    group.add_argument("--choices", metavar="C",
+                       help="the chosen alternative (0-based row of --features) per observation")
+    parser.add_argument("--features-key", metavar="KEY", help="array of a .npz --features")
+    parser.add_argument("--counts-key", metavar="KEY", help="array of a .npz --counts/--choices")
+    parser.add_argument("--column", metavar="NAME",
+                        help="column of the --counts/--choices table (default: its only one)")
+
+
+def _add_moe_data(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--data", required=required, metavar="F",
+                        help="table of the response and covariates (.csv/.parquet/.npy/.npz)")
+    parser.add_argument("-y", required=required, metavar="COL", help="response column")
+    parser.add_argument("--x", metavar="COLS",
+                        help="covariate columns, comma-separated (default: all other columns)")
+    parser.add_argument("--key", metavar="KEY", help="array of a .npz --data")
+
+
+def _add_fit_options(parser: argparse.ArgumentParser, inits) -> None:
+    parser.add_argument("-k", type=_positive, required=True, metavar="K",
+                        help="number of components / experts")
+    parser.add_argument("--out", required=True, metavar="MODEL",
+                        help="model file to write (read it with softmix.load)")
+    parser.add_argument("--init", default="random", choices=inits)
+    parser.add_argument("--n-init", type=_positive, default=1, help="restarts (default 1)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random_state (default 0)")
+    parser.add_argument("--max-iter", type=_count, default=None,
+                        help="iterations per run (default: the estimator's)")
+    parser.add_argument("--tol", type=_tol, default=None,
+                        help="relative-change tolerance (default: the estimator's)")
+    parser.add_argument("--plot", metavar="DIR", default=None,
+                        help="write figures (convergence, parameters, membership) to DIR")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +229,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list the reproducible experiments")
     lst.set_defaults(func=_cmd_list)
+
+    from softmix.io.workflow import MOE_INITS
+    from softmix.moe.estimator import SOLVERS
+    from softmix.moe.experts import EXPERTS
+    from softmix.softmax_mixture.init import INITIALISERS
+
+    fit = sub.add_parser("fit", help="fit a model to your files and save it")
+    family = fit.add_subparsers(dest="family", required=True)
+    smm = family.add_parser("smm", help="softmax mixture: features + counts or choices")
+    _add_smm_data(smm, required=True)
+    _add_fit_options(smm, sorted(INITIALISERS))
+    smm.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                     help="working precision of the design (float32 halves its memory)")
+    smm.set_defaults(func=_cmd_fit_smm)
+    moe = family.add_parser("moe", help="mixture of experts: a table with a response column")
+    _add_moe_data(moe, required=True)
+    _add_fit_options(moe, list(MOE_INITS))
+    moe.add_argument("--expert", choices=sorted(EXPERTS), default="gaussian")
+    moe.add_argument("--solver", choices=sorted(SOLVERS), default="em")
+    moe.set_defaults(func=_cmd_fit_moe)
+
+    summ = sub.add_parser("summary", help="describe a saved model (on new data if given)")
+    summ.add_argument("model", metavar="MODEL")
+    _add_smm_data(summ, required=False)
+    _add_moe_data(summ, required=False)
+    summ.add_argument("--json", action="store_true", help="print one JSON object")
+    summ.set_defaults(func=_cmd_summary)
+
+    pred = sub.add_parser("predict", help="predictions of a saved model, written to a table")
+    pred.add_argument("model", metavar="MODEL")
+    pred.add_argument("--data", metavar="F", default=None,
+                      help="softmax mixture: features (default: the training design); "
+                           "mixture of experts: the covariates")
+    pred.add_argument("--x", metavar="COLS", help="covariate columns (default: the fit's)")
+    pred.add_argument("--key", metavar="KEY", help="array of a .npz --data")
+    pred.add_argument("--out", required=True, metavar="F",
+                      help="table to write (.csv/.parquet/.npy/.npz)")
+    pred.add_argument("--json", action="store_true", help="print one JSON object")
+    pred.set_defaults(func=_cmd_predict)
     return parser
+
+
+def _fail(args: argparse.Namespace, message: str, code: int = 2) -> int:
+    message = " ".join(str(message).split())  # one line
+    print(f"softmix: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"error": message, "exit_code": code}))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,17 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    # bad arguments, a failed SDP, a missing optional extra: each message says what to do
+    # bad arguments or input files, a failed SDP, a missing optional extra: each message says
+    # what to do
     except (ValueError, TypeError, MomentProjectionError, ImportError) as exc:
-        print(f"softmix: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc))
     except KeyboardInterrupt:
         print("\nsoftmix: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:  # e.g. --out names a file, or a folder we may not write to
-        print(f"softmix: error: cannot write the outputs: {exc}. Choose another --out.",
-              file=sys.stderr)
-        return 2
+    except FileNotFoundError as exc:  # a model file that is not there
+        return _fail(args, str(exc))
+    except OSError as exc:  # e.g. --out names a folder, or a folder we may not write to
+        return _fail(args, f"cannot write the outputs: {exc}. Choose another --out.")
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def run_demo(
     seed : int
         Seeds the data (``seed``) and the fit (``seed + 1``).
     out : str or Path or None
-        Folder for ``demo_loglik.png`` (the log-likelihood per EM iteration), written when
-        matplotlib is importable; None writes nothing.
+        Folder for ``demo_loglik.png`` (EM's convergence: the gap to the final log-likelihood
+        per iteration on a log axis), written when matplotlib is importable; None writes
+        nothing.
 
     Returns
     -------
@@ -117,19 +118,18 @@ def run_demo(
     for w in caught:
         lines.append(f"warning: {w.category.__name__}: {w.message}")
     if out is not None:
+        from softmix.plotting import plot_convergence
+
         try:
-            from softmix.plotting import plot_history
-        except ImportError:  # pragma: no cover
-            plot_history = None
-        if plot_history is not None:
-            try:
-                folder = Path(out)
-                folder.mkdir(parents=True, exist_ok=True)
-                path = plot_history(model.history_, folder / "demo_loglik.png",
-                                    title=f"EM log-likelihood (p={n_alternatives}, L={n_features},"
-                                          f" K={n_components}, N={n_samples:.0e})")
-                lines.append(f"figure: {path}")
-            except ImportError:
-                lines.append("figure: skipped (matplotlib is not installed: pip install "
-                             "'softmix[plot]')")
+            folder = Path(out)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = plot_convergence(
+                model.history_, folder / "demo_loglik.png",
+                title=(f"EM convergence: p = {n_alternatives:,}, L = {n_features}, "
+                       f"K = {n_components}, N = {n_samples:.0e}"),
+            )
+            lines.append(f"figure: {path} (gap to the final log-likelihood, log scale)")
+        except ImportError:
+            lines.append("figure: skipped (matplotlib is not installed: pip install "
+                         "'softmix[plot]')")
     return "\n".join(lines)

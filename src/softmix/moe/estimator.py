@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -230,6 +230,14 @@ class MixtureOfExperts:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
                          if k not in ("callback", "truth") or v is not None)
         return f"MixtureOfExperts({args})"
+
+    def save(self, path: Any, *, metadata: Mapping | None = None) -> Any:
+        """Write the model to one file (a zip of a JSON manifest and ``.npy`` arrays, no
+        pickle); read it back with ``softmix.load(path)``. See :func:`softmix.io.persistence.save`.
+        """
+        from softmix.io.persistence import save
+
+        return save(self, path, metadata=metadata)
 
     # ----------------------------------------------------------------- validation
     def _check_hyperparameters(self) -> Callable[..., FitResult]:

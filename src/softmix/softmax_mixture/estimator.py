@@ -193,6 +193,14 @@ class SoftmaxMixture:
                          if k != "init" or isinstance(v, str))
         return f"SoftmaxMixture({args})"
 
+    def save(self, path: Any, *, metadata: Mapping | None = None) -> Any:
+        """Write the model to one file (a zip of a JSON manifest and ``.npy`` arrays, no
+        pickle); read it back with ``softmix.load(path)``. See :func:`softmix.io.persistence.save`.
+        """
+        from softmix.io.persistence import save
+
+        return save(self, path, metadata=metadata)
+
     # -- fitting -----------------------------------------------------------------------------
 
     def _check_hyperparameters(self, n_alternatives: int) -> dict[str, Any]:
