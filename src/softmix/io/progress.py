@@ -75,7 +75,7 @@ class Progress:
         if not self.enabled:
             yield None
             return
-        state = {"restart": 0, "last": None}
+        state: dict[str, Any] = {"restart": 0, "last": None}
         rich = self._rich()
 
         def update(iteration: int, objective: float) -> tuple[str, str]:

@@ -171,6 +171,7 @@ def _read_smm(features: str | Path, counts: str | Path | None, choices: str | Pa
                   "was chosen")
         data = {"counts": n}
     else:
+        assert choices is not None  # exactly one of counts / choices was checked above
         c = _numeric_vector(choices, read_vector(choices, option="--choices", key=counts_key,
                                                  column=column), "--choices")
         _integral(choices, c, "--choices", 0, p, f"a choice is the 0-based row of --features "
@@ -217,7 +218,8 @@ def fit_smm_files(features: str | Path, *, n_components: int, out: str | Path,
     x, data, table = _read_smm(features, counts, choices, features_key=features_key,
                                counts_key=counts_key, column=column)
     t_read = time.perf_counter() - t0
-    options = {k: v for k, v in (("max_iter", max_iter), ("tol", tol)) if v is not None}
+    options: dict[str, Any] = {k: v for k, v in (("max_iter", max_iter), ("tol", tol))
+                               if v is not None}
     model = SoftmaxMixture(n_components, init=init, n_init=n_init, dtype=dtype,
                            random_state=seed, **options)
     where = ", ".join(str(f) for f in (features, counts, choices) if f is not None)
@@ -347,7 +349,8 @@ def fit_moe_files(data: str | Path, *, target: str, n_experts: int, out: str | P
     table = read_table(data, key=key)
     X, y, xcols = _moe_xy(table, target, _split_columns(x), expert)
     t_read = time.perf_counter() - t0
-    options = {k: v for k, v in (("max_iter", max_iter), ("tol", tol)) if v is not None}
+    options: dict[str, Any] = {k: v for k, v in (("max_iter", max_iter), ("tol", tol))
+                               if v is not None}
     model = MixtureOfExperts(n_experts, expert=expert, solver=solver, init=init, n_init=n_init,
                              random_state=seed, **options)
     t_fit, caught = _fit(model, (X, y), {}, str(data), progress, "fit moe")

@@ -48,7 +48,7 @@ def write_table(path: str | os.PathLike, columns: Mapping[str, np.ndarray], *,
             for row in zip(*cols.values()):
                 writer.writerow([_cell(v) for v in row])
     elif ext == ".npz":
-        np.savez(path, **cols)
+        np.savez(path, **cols)  # type: ignore[arg-type]
     elif ext == ".npy":
         if all(c.dtype.kind in "biuf" for c in cols.values()):
             np.save(path, np.column_stack([c.astype(float) for c in cols.values()]),
