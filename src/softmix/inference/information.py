@@ -18,6 +18,7 @@ and the curvature term, which they compute in closed form. :func:`mixture_hessia
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 
@@ -49,7 +50,7 @@ class InformationWarning(SoftmixWarning):
 
 def _layout(n_shared: int, own_sizes: Sequence[int]) -> list[slice]:
     starts = n_shared + np.concatenate([[0], np.cumsum(own_sizes)])
-    return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(starts)]
 
 
 def mixture_scores(tau: np.ndarray, shared: np.ndarray, own: Sequence[np.ndarray]) -> np.ndarray:
@@ -64,7 +65,7 @@ def mixture_scores(tau: np.ndarray, shared: np.ndarray, own: Sequence[np.ndarray
     own : sequence of k arrays of shape (n, P_i)
         Derivative of ``a_ji`` with respect to component i's own parameters.
     """
-    n, k = tau.shape
+    _n, k = tau.shape
     parts = [np.einsum("ni,nip->np", tau, shared)]
     parts += [tau[:, i : i + 1] * own[i] for i in range(k)]
     return np.concatenate(parts, axis=1)

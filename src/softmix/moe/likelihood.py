@@ -26,7 +26,6 @@ import numpy as np
 
 from softmix.core.special import expit, log_softmax, logsumexp
 from softmix.inference.information import mixture_hessian, mixture_scores
-from softmix.moe.experts import EXPERTS
 from softmix.moe.gating import add_intercept, gate_log_proba_design
 from softmix.moe.model import MoEParams, log_joint_design
 
@@ -246,3 +245,78 @@ class MoELikelihood:
         lj = log_joint_design(self.X1, self.y, self.from_vector(theta))
         logt = lj - logsumexp(lj, axis=1, keepdims=True)
         return float(-np.sum(np.exp(logt) * logt))
+
+
+# -- the estimator's glue (MixtureOfExperts.inference / summary, select_n_components) -------
+
+#: Name of the estimator's number-of-components hyperparameter.
+N_COMPONENTS = "n_experts"
+
+
+def build(model, X, y):
+    """``(lik, theta)`` for a fitted :class:`~softmix.MixtureOfExperts` on ``(X, y)``."""
+    X = model._check_X(X)
+    y_enc = model._check_y(y, X.shape[0], fit=False)
+    lik = MoELikelihood(X, y_enc, model.params_)
+    return lik, lik.to_vector(model.params_)
+
+
+def folds(X, y, *, n_folds=5, rng=None):
+    """K-fold split of the observations (random, sizes differing by at most one). Yields
+    ``(train_args, train_kwargs, test_args, test_kwargs, n_test)``."""
+    from softmix._validation import check_array
+
+    X = check_array(X, "X", ndim=2)
+    y = np.asarray(y)
+    if y.shape[:1] != X.shape[:1]:
+        raise ValueError(f"y must have one entry per row of X ({X.shape[0]}), got {y.shape}.")
+    assign = rng.permutation(X.shape[0]) % n_folds
+    for f in range(n_folds):
+        test = assign == f
+        yield (X[~test], y[~test]), {}, (X[test], y[test]), {}, float(test.sum())
+
+
+def model_inference(model, X, y, *, method="observed", level=0.95, groups=None, n_boot=200,
+                    bootstrap="nonparametric", random_state=None):
+    """:meth:`softmix.MixtureOfExperts.inference` (see there)."""
+    from softmix._validation import check_fitted
+    from softmix.inference._glue import clone_from_fit, header
+    from softmix.inference.covariance import infer
+    from softmix.metrics import align
+
+    check_fitted(model)
+    lik, theta = build(model, X, y)
+    X_arr, y_raw = lik.X, np.asarray(y)
+    n = X_arr.shape[0]
+
+    def replicate(rng, kind):
+        if kind == "parametric":
+            Xb = X_arr
+            yb, _ = model.sample(X_arr, random_state=rng)
+        else:
+            if groups is not None:
+                labels, index = np.unique(np.asarray(groups), return_inverse=True)
+                pick = rng.integers(0, labels.size, labels.size)
+                idx = np.concatenate([np.flatnonzero(index == g) for g in pick])
+            else:
+                idx = rng.integers(0, n, n)
+            Xb, yb = X_arr[idx], y_raw[idx]
+        fit = clone_from_fit(model, rng).fit(Xb, yb)
+        aligned = align(fit.params_, model.params_)
+        return lik.reported(lik.to_vector(aligned))[0], bool(fit.converged_)
+
+    sizes = {"model": f"MixtureOfExperts(k={lik.k}, {lik.expert})", "observations": n,
+             "features": lik.p - 1}
+    if lik.n_classes is not None:
+        sizes["classes"] = lik.n_classes
+    if model.ridge:
+        sizes["ridge"] = float(model.ridge)
+    head = header(model, lik, theta, "Mixture of experts results", sizes, model.n_parameters())
+    result = infer(lik, theta, method=method, level=level, groups=groups, n_boot=n_boot,
+                   bootstrap=bootstrap, random_state=random_state, replicate=replicate,
+                   converged=bool(model.converged_), header=head)
+    if model.ridge:
+        result.extra["notes"].append(
+            f"ridge={model.ridge:g}: the fit maximises a penalised likelihood; these standard "
+            "errors use the unpenalised observed information.")
+    return result

@@ -228,3 +228,82 @@ class SoftmaxMixtureLikelihood:
         params = self.from_vector(theta)
         logt = log_responsibilities(self.features, params)
         return float(-self.counts @ np.sum(np.exp(logt) * logt, axis=1))
+
+
+# -- the estimator's glue (SoftmaxMixture.inference / summary, select_n_components) ---------
+
+#: Name of the estimator's number-of-components hyperparameter.
+N_COMPONENTS = "n_components"
+
+
+def build(model, features=None, choices=None, *, counts=None):
+    """``(lik, theta)`` for a fitted :class:`~softmix.SoftmaxMixture` on the given data."""
+    from softmix.softmax_mixture.model import check_choices, to_counts
+
+    x = model._features(features)
+    n = to_counts(x, choices, counts)
+    ch = None if choices is None else check_choices(choices, x.shape[0])
+    lik = SoftmaxMixtureLikelihood(x, n, model.params_.n_components, choices=ch)
+    return lik, lik.to_vector(model.params_)
+
+
+def fit_arguments(features, choices=None, *, counts=None):
+    """Normalise the data arguments to ``(features, counts)`` (for resampling / folds)."""
+    from softmix.softmax_mixture.model import check_features, to_counts
+
+    x = check_features(features)
+    return x, to_counts(x, choices, counts)
+
+
+def folds(features, choices=None, *, counts=None, n_folds=5, rng=None):
+    """K-fold split of the N draws by thinning: each cell's count ``n_j`` is split
+    ``Multinomial(n_j, (1/F, ..., 1/F))`` across the F folds (exactly the counts of a uniform
+    random assignment of the draws to folds). Yields ``(train_args, train_kwargs, test_args,
+    test_kwargs, n_test)`` as fit / score take them."""
+    x, n = fit_arguments(features, choices, counts=counts)
+    n_int = n.astype(np.int64)
+    parts = np.stack([rng.multinomial(int(c), np.full(n_folds, 1.0 / n_folds)) for c in n_int])
+    for f in range(n_folds):
+        test = parts[:, f].astype(float)
+        train = n - test
+        yield (x,), {"counts": train}, (x,), {"counts": test}, float(test.sum())
+
+
+def model_inference(model, features=None, choices=None, *, counts=None, method="observed",
+                    level=0.95, groups=None, n_boot=200, bootstrap="nonparametric",
+                    random_state=None):
+    """:meth:`softmix.SoftmaxMixture.inference` (see there)."""
+    from softmix._validation import check_fitted
+    from softmix.inference._glue import clone_from_fit, header
+    from softmix.inference.covariance import infer
+    from softmix.metrics import align
+    from softmix.softmax_mixture.model import sample_counts
+
+    check_fitted(model)
+    lik, theta = build(model, features, choices, counts=counts)
+    if groups is not None and lik.choices is None:
+        raise ValueError("groups needs the individual choices (one group label per choice); "
+                         "pass choices instead of counts.")
+    total = int(lik.counts.sum())
+
+    def replicate(rng, kind):
+        if kind == "parametric":
+            cb = sample_counts(lik.features, model.params_, total, rng)
+        elif groups is not None:
+            labels, index = np.unique(np.asarray(groups), return_inverse=True)
+            pick = rng.integers(0, labels.size, labels.size)
+            members = np.bincount(pick, minlength=labels.size)[index]  # copies of each choice
+            cb = np.bincount(lik.choices, weights=members, minlength=lik.features.shape[0])
+        else:
+            cb = rng.multinomial(total, lik.counts / lik.counts.sum())
+        fit = clone_from_fit(model, rng).fit(lik.features, counts=cb)
+        aligned = align(fit.params_, model.params_)
+        return lik.reported(lik.to_vector(aligned))[0], bool(fit.converged_)
+
+    p, length = lik.features.shape
+    head = header(model, lik, theta, "Softmax mixture results",
+                  {"model": f"SoftmaxMixture(K={lik.n_components})", "alternatives": p,
+                   "features": length, "observations": total}, model._n_parameters())
+    return infer(lik, theta, method=method, level=level, groups=groups, n_boot=n_boot,
+                 bootstrap=bootstrap, random_state=random_state, replicate=replicate,
+                 converged=bool(model.converged_), header=head)
