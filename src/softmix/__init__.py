@@ -9,7 +9,9 @@ from softmix.exceptions import (
     NotFittedError,
     SoftmixWarning,
 )
+from softmix.inference.report import InferenceResult
 from softmix.moe.estimator import MixtureOfExperts
+from softmix.selection import SelectionResult, select_n_components
 from softmix.softmax_mixture.estimator import SoftmaxMixture
 
 __version__ = "0.1.0"
@@ -17,9 +19,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
+    "InferenceResult",
     "MixtureOfExperts",
     "NotFittedError",
+    "SelectionResult",
     "SoftmaxMixture",
     "SoftmixWarning",
     "__version__",
+    "select_n_components",
 ]

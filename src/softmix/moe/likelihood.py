@@ -320,3 +320,8 @@ def model_inference(model, X, y, *, method="observed", level=0.95, groups=None, 
             f"ridge={model.ridge:g}: the fit maximises a penalised likelihood; these standard "
             "errors use the unpenalised observed information.")
     return result
+
+
+def n_parameters(model) -> int:
+    """Free parameters the fitted estimator counts (its BIC's)."""
+    return int(model.n_parameters())

@@ -307,3 +307,8 @@ def model_inference(model, features=None, choices=None, *, counts=None, method="
     return infer(lik, theta, method=method, level=level, groups=groups, n_boot=n_boot,
                  bootstrap=bootstrap, random_state=random_state, replicate=replicate,
                  converged=bool(model.converged_), header=head)
+
+
+def n_parameters(model) -> int:
+    """Free parameters the fitted estimator counts (its BIC's)."""
+    return int(model._n_parameters())
