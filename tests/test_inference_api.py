@@ -214,3 +214,18 @@ def test_align_undoes_a_permutation(smm, moe):
     np.testing.assert_allclose(back.expert_coef, mo.params_.expert_coef)
     with pytest.raises(TypeError, match="SoftmaxMixtureParams"):
         align(p, mo.params_)
+
+
+def test_softmax_mixture_cluster_options_use_the_choices(smm):
+    model, features, choices = smm
+    n = choices.size
+    plain = model.inference(features, choices, method="sandwich")
+    single = model.inference(features, choices, method="sandwich", groups=np.arange(n))
+    np.testing.assert_allclose(single.cov, plain.cov * n / (n - 1), rtol=1e-8, atol=1e-14)
+    pairs = model.inference(features, choices, method="sandwich", groups=np.arange(n) // 2)
+    assert pairs.extra["n_groups"] == n // 2
+    assert np.all(np.isfinite(pairs.std_errors))
+    boot = model.inference(features, choices, method="bootstrap", groups=np.arange(n) // 4,
+                           n_boot=12, random_state=0)
+    assert boot.extra["n_used"] + boot.extra["n_failed"] + boot.extra["n_not_converged"] == 12
+    assert boot.extra["n_used"] >= 10

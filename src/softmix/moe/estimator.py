@@ -140,6 +140,11 @@ class MixtureOfExperts:
     multinomial experts the models of Fruytier, Mokhtari, Sanghavi (2024). The same model is
     fitted by R flexmix (``FLXMRglm`` + ``FLXPmultinom``) and meteorits (``emNMoE``).
 
+    Expert order: after every fit (``max_iter=0`` excepted) experts are in the canonical order
+    of :func:`softmix.moe.likelihood.canonical_order`: decreasing mean gate probability over the
+    training X, the last (smallest) expert being the gating reference; use
+    :func:`softmix.metrics.align` to match two fits. Standard errors: :meth:`inference`.
+
     Examples
     --------
     >>> from softmix import MixtureOfExperts

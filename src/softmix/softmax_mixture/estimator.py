@@ -137,6 +137,11 @@ class SoftmaxMixture:
     :class:`SoftmixWarning` is issued and the returned atoms have zero component along such
     directions. See :mod:`softmix.softmax_mixture.em`.
 
+    Component order: after every fit (``max_iter=0`` excepted: the start is returned as given)
+    components are in the canonical order, decreasing weight, ties by increasing first atom
+    coordinate (:func:`softmix.softmax_mixture.likelihood.canonical_order`); use
+    :func:`softmix.metrics.align` to match two fits. Standard errors: :meth:`inference`.
+
     References
     ----------
     Bing, Bunea, Niles-Weed, Wegkamp, "Learning large softmax mixtures with warm start EM",
