@@ -304,9 +304,16 @@ def model_inference(model, features=None, choices=None, *, counts=None, method="
     head = header(model, lik, theta, "Softmax mixture results",
                   {"model": f"SoftmaxMixture(K={lik.n_components})", "alternatives": p,
                    "features": length, "observations": total}, model._n_parameters())
-    return infer(lik, theta, method=method, level=level, groups=groups, n_boot=n_boot,
-                 bootstrap=bootstrap, random_state=random_state, replicate=replicate,
-                 converged=bool(model.converged_), header=head)
+    result = infer(lik, theta, method=method, level=level, groups=groups, n_boot=n_boot,
+                   bootstrap=bootstrap, random_state=random_state, replicate=replicate,
+                   converged=bool(model.converged_), header=head)
+    r = length - lik.basis.shape[1]
+    if r:
+        result.extra["notes"].append(
+            f"The design has {r} unidentified direction(s): the atoms are reported with no "
+            "component along them (a normalisation, not an estimate), so some atom "
+            "coordinates or combinations have standard error 0.")
+    return result
 
 
 def n_parameters(model) -> int:
