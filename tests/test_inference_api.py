@@ -229,3 +229,14 @@ def test_softmax_mixture_cluster_options_use_the_choices(smm):
                            n_boot=12, random_state=0)
     assert boot.extra["n_used"] + boot.extra["n_failed"] + boot.extra["n_not_converged"] == 12
     assert boot.extra["n_used"] >= 10
+
+
+def test_ridge_fit_uses_the_penalised_information(moe):
+    _, X, y = moe
+    model = MixtureOfExperts(2, ridge=5.0, n_init=2, random_state=0).fit(X, y)
+    res = model.inference(X, y)
+    assert "ridge=5" in res.summary()
+    assert res.model["log-likelihood"] == pytest.approx(model.log_likelihood_)
+    lik, theta = model._protocol().build(model, X, y)
+    # the MAP fit is a stationary point of the penalised objective the protocol describes
+    assert np.abs(lik.score(theta)).max() < 1e-2 * np.abs(lik.score_observations(theta)).sum()

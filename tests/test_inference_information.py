@@ -110,6 +110,21 @@ def test_moe_score_and_hessian_match_finite_differences(expert, k):
     assert lik.score_observations(theta).shape == (X.shape[0], lik.n_free_parameters)
 
 
+@pytest.mark.parametrize("expert", ["gaussian", "logistic", "multinomial"])
+def test_moe_ridge_penalised_objective_derivatives(expert):
+    rng = np.random.default_rng(7)
+    X, y, params = _moe_case(expert, 2, rng)
+    lik = MoELikelihood(X, y, params, ridge=0.7)
+    theta = lik.to_vector(params)
+    np.testing.assert_allclose(lik.score(theta), central_difference(lik.loglik, theta),
+                               atol=1e-5 * max(1.0, np.abs(lik.score(theta)).max()))
+    np.testing.assert_allclose(lik.hessian(theta), central_difference(lik.score, theta),
+                               atol=1e-5 * max(1.0, np.abs(lik.hessian(theta)).max()))
+    plain = MoELikelihood(X, y, params)
+    assert lik.unpenalised_loglik(theta) == pytest.approx(plain.loglik(theta))
+    assert lik.loglik(theta) < plain.loglik(theta)
+
+
 def test_saddle_with_identical_atoms_warns_naming_the_weight():
     """Two identical atoms at the one-component MLE: the weight log-ratio is not identified
     (its information is exactly zero), and the warning names it."""

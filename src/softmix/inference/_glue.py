@@ -21,7 +21,7 @@ def clone_from_fit(model: Any, rng: np.random.Generator) -> Any:
 def header(model: Any, lik: Any, theta: np.ndarray, title: str, sizes: dict,
            n_parameters: int) -> dict:
     """Summary-header facts: sizes, log-likelihood, AIC/BIC/ICL, convergence."""
-    loglik = lik.loglik(theta)
+    loglik = getattr(lik, "unpenalised_loglik", lik.loglik)(theta)  # MAP fits: the data's
     n = lik.n_observations
     bic = -2.0 * loglik + n_parameters * math.log(n)
     result = model.fit_result_

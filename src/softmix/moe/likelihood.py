@@ -52,11 +52,18 @@ class MoELikelihood:
         Encoded responses: real (Gaussian), 0/1 (logistic), class indices 0..C-1 (multinomial).
     like : MoEParams
         Any parameter set of the model (gives k, d, the expert type and C).
+    ridge : float, default=0
+        The estimator's ``ridge``: :meth:`loglik`, :meth:`score` and :meth:`hessian` are then
+        those of the penalised objective the fit maximises, ``loglik - ridge/2 ||.||^2`` over the
+        gating and classification-expert coefficients (the observed information of a MAP fit);
+        :meth:`score_observations` stays the unpenalised per-observation score (the sandwich's
+        meat).
     """
 
     X: np.ndarray
     y: np.ndarray
     like: MoEParams
+    ridge: float = 0.0
 
     family = "mixture_of_experts"
 
@@ -75,6 +82,15 @@ class MoELikelihood:
             self.y = np.asarray(self.y, dtype=float)
 
     # -- layout ------------------------------------------------------------------------------
+    @property
+    def penalised(self) -> np.ndarray:
+        """Mask of the coordinates the ridge penalises (gates; classification coefficients)."""
+        mask = np.zeros(self.n_free_parameters, dtype=bool)
+        mask[: (self.k - 1) * self.p] = True
+        if self.expert != "gaussian":
+            mask[(self.k - 1) * self.p :] = True
+        return mask
+
     @property
     def own_size(self) -> int:
         """Length of one expert's block."""
@@ -167,7 +183,14 @@ class MoELikelihood:
 
     # -- likelihood and derivatives ----------------------------------------------------------
     def loglik(self, theta: np.ndarray) -> float:
-        """``sum_j log p(y_j | x_j)``."""
+        """``sum_j log p(y_j | x_j)`` (minus the ridge penalty when ``ridge > 0``)."""
+        value = float(np.sum(self.loglik_observations(theta)))
+        if self.ridge:
+            value -= 0.5 * self.ridge * float(np.sum(np.asarray(theta)[self.penalised] ** 2))
+        return value
+
+    def unpenalised_loglik(self, theta: np.ndarray) -> float:
+        """``sum_j log p(y_j | x_j)`` whatever ``ridge`` is (for AIC / BIC)."""
         return float(np.sum(self.loglik_observations(theta)))
 
     def loglik_observations(self, theta: np.ndarray) -> np.ndarray:
@@ -233,11 +256,16 @@ class MoELikelihood:
 
     def score(self, theta: np.ndarray) -> np.ndarray:
         """Gradient of :meth:`loglik`, shape (P,)."""
-        return self.score_observations(theta).sum(axis=0)
+        out = self.score_observations(theta).sum(axis=0)
+        if self.ridge:
+            out = out - self.ridge * np.where(self.penalised, np.asarray(theta), 0.0)
+        return out
 
     def hessian(self, theta: np.ndarray) -> np.ndarray:
         """Analytic Hessian of :meth:`loglik`, shape (P, P)."""
         tau, shared, own, curv = self._derivatives(theta)
+        if self.ridge:
+            curv = curv - self.ridge * np.diag(self.penalised.astype(float))
         return mixture_hessian(np.ones(tau.shape[0]), tau, shared, own, curv)
 
     def entropy(self, theta: np.ndarray) -> float:
@@ -257,7 +285,7 @@ def build(model, X, y):
     """``(lik, theta)`` for a fitted :class:`~softmix.MixtureOfExperts` on ``(X, y)``."""
     X = model._check_X(X)
     y_enc = model._check_y(y, X.shape[0], fit=False)
-    lik = MoELikelihood(X, y_enc, model.params_)
+    lik = MoELikelihood(X, y_enc, model.params_, ridge=float(model.ridge))
     return lik, lik.to_vector(model.params_)
 
 
@@ -317,8 +345,8 @@ def model_inference(model, X, y, *, method="observed", level=0.95, groups=None, 
                    converged=bool(model.converged_), header=head)
     if model.ridge:
         result.extra["notes"].append(
-            f"ridge={model.ridge:g}: the fit maximises a penalised likelihood; these standard "
-            "errors use the unpenalised observed information.")
+            f"ridge={model.ridge:g}: a penalised (MAP) fit; the information is that of the "
+            "penalised log-likelihood (the log-likelihood in the header is unpenalised).")
     return result
 
 
