@@ -9,8 +9,10 @@ from softmix.exceptions import (
     NotFittedError,
     SoftmixWarning,
 )
+from softmix.inference.report import InferenceResult
 from softmix.io.persistence import load
 from softmix.moe.estimator import MixtureOfExperts
+from softmix.selection import SelectionResult, select_n_components
 from softmix.softmax_mixture.estimator import SoftmaxMixture
 
 __version__ = "0.1.0"
@@ -18,10 +20,13 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
+    "InferenceResult",
     "MixtureOfExperts",
     "NotFittedError",
+    "SelectionResult",
     "SoftmaxMixture",
     "SoftmixWarning",
     "__version__",
     "load",
+    "select_n_components",
 ]

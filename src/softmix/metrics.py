@@ -609,3 +609,52 @@ def subspace_error(basis_hat, basis) -> float:
                          f"{u_hat.shape} and {u.shape}.")
     q_hat, q = np.linalg.qr(u_hat)[0], np.linalg.qr(u)[0]
     return float(np.linalg.norm(q_hat @ q_hat.T - q @ q.T, ord=2))
+
+
+def align(fitted: Any, reference: Any) -> Any:
+    """``fitted`` with its components permuted to match ``reference`` (Hungarian assignment).
+
+    For comparing fits (restarts, bootstrap replicates, a fit and the truth): label switching
+    makes component k of two fits unrelated; after ``align`` they are the matched pair.
+
+    Parameters
+    ----------
+    fitted, reference : SoftmaxMixtureParams, MoEParams, or fitted estimators (their
+        ``params_``), of the same family and sizes.
+
+    Returns
+    -------
+    SoftmaxMixtureParams or MoEParams
+        The fitted parameters reordered. Softmax mixtures are matched on the atoms (the
+        permutation of :func:`match_components`); mixtures of experts on the experts'
+        parameters (coefficients, and log-variances for Gaussian experts), the gating
+        re-expressed against the new last expert (:meth:`MoEParams.permute`), so the model is
+        unchanged.
+    """
+    from softmix.moe.model import MoEParams
+    from softmix.softmax_mixture.model import SoftmaxMixtureParams
+
+    fit = getattr(fitted, "params_", fitted)
+    ref = getattr(reference, "params_", reference)
+    if isinstance(fit, SoftmaxMixtureParams) and isinstance(ref, SoftmaxMixtureParams):
+        perm = match_components(fit.atoms, ref.atoms)
+        return SoftmaxMixtureParams(fit.weights[perm], fit.atoms[perm])
+    if isinstance(fit, MoEParams) and isinstance(ref, MoEParams):
+        if fit.expert != ref.expert or fit.expert_coef.shape != ref.expert_coef.shape:
+            raise ValueError(
+                f"fitted and reference must be the same model: got {fit.expert!r} experts with "
+                f"coefficients {fit.expert_coef.shape} and {ref.expert!r} with "
+                f"{ref.expert_coef.shape}."
+            )
+
+        def features(p: MoEParams) -> np.ndarray:
+            parts = [p.expert_coef.reshape(p.n_experts, -1)]
+            if p.expert_variance is not None:
+                parts.append(np.log(p.expert_variance)[:, None])
+            return np.hstack(parts)
+
+        return fit.permute(match_components(features(fit), features(ref)))
+    raise TypeError(
+        "fitted and reference must both be SoftmaxMixtureParams or both MoEParams (or fitted "
+        f"estimators); got {type(fit).__name__} and {type(ref).__name__}."
+    )

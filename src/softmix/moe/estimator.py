@@ -25,6 +25,7 @@ from softmix.moe.experts import EXPERTS, get_expert
 from softmix.moe.gating import add_intercept, gate_log_proba_design
 from softmix.moe.gradient import fit_gd, fit_gradient_em
 from softmix.moe.init import INITIALISERS, initialize
+from softmix.moe.likelihood import canonical_order
 from softmix.moe.model import MoEParams, check_params, log_joint_design
 from softmix.moe.model import sample as _sample
 
@@ -138,6 +139,11 @@ class MixtureOfExperts:
     is the softmax-gated Gaussian MoE of Nguyen, Nguyen, Ho (NeurIPS 2023); with logistic and
     multinomial experts the models of Fruytier, Mokhtari, Sanghavi (2024). The same model is
     fitted by R flexmix (``FLXMRglm`` + ``FLXPmultinom``) and meteorits (``emNMoE``).
+
+    Expert order: after every fit (``max_iter=0`` excepted) experts are in the canonical order
+    of :func:`softmix.moe.likelihood.canonical_order`: decreasing mean gate probability over the
+    training X, the last (smallest) expert being the gating reference; use
+    :func:`softmix.metrics.align` to match two fits. Standard errors: :meth:`inference`.
 
     Examples
     --------
@@ -432,6 +438,8 @@ class MixtureOfExperts:
                           **options)
 
         result = fit_with_restarts(fit_one, self.n_init, rng)
+        if result.stop_reason != "init":  # canonical order (see softmix.moe.likelihood)
+            result.params = result.params.permute(canonical_order(result.params, X))
         # fitted attributes only now: a fit that raised leaves a fitted model as it was
         self.n_features_in_ = d
         if classes is not None:
@@ -559,3 +567,36 @@ class MixtureOfExperts:
         if self.expert != "gaussian":
             y = self.classes_[np.asarray(y, dtype=np.intp)]
         return y, z
+
+    # ----------------------------------------------------------------- inference
+    def _protocol(self):
+        """The family's likelihood-protocol module (used by softmix.inference / selection)."""
+        from softmix.moe import likelihood
+
+        return likelihood
+
+    def inference(self, X: Any, y: Any, *, method: str = "observed", level: float = 0.95,
+                  groups: Any = None, n_boot: int = 200, bootstrap: str = "nonparametric",
+                  random_state: Any = None):
+        """Standard errors, z-values and intervals of ``gate[i,j]``, ``coef[i,j]`` (multinomial
+        ``coef[i,c,j]``) and ``variance[i]``.
+
+        Same data as :meth:`fit`. ``method``: ``"observed"`` (exact observed information),
+        ``"sandwich"`` (robust; cluster-robust with ``groups``, one label per row) or
+        ``"bootstrap"`` (``n_boot`` refits from the fit, ``"nonparametric"`` (rows, or whole
+        groups) or ``"parametric"``, seeded by ``random_state``). See
+        :mod:`softmix.inference.covariance`. Experts are in the canonical order of
+        :mod:`softmix.moe.likelihood`; the last expert is the gating reference (not reported).
+
+        Returns
+        -------
+        softmix.inference.InferenceResult
+        """
+        return self._protocol().model_inference(
+            self, X, y, method=method, level=level, groups=groups, n_boot=n_boot,
+            bootstrap=bootstrap, random_state=random_state)
+
+    def summary(self, X: Any, y: Any, **options: Any) -> str:
+        """Text report (model, sizes, log-likelihood, AIC/BIC/ICL, convergence, parameter table);
+        options as :meth:`inference`."""
+        return self.inference(X, y, **options).summary()

@@ -131,6 +131,11 @@ class SoftmaxMixture:
     :class:`SoftmixWarning` is issued and the returned atoms have zero component along such
     directions. See :mod:`softmix.softmax_mixture.em`.
 
+    Component order: after every fit (``max_iter=0`` excepted: the start is returned as given)
+    components are in the canonical order, decreasing weight, ties by increasing first atom
+    coordinate (:func:`softmix.softmax_mixture.likelihood.canonical_order`); use
+    :func:`softmix.metrics.align` to match two fits. Standard errors: :meth:`inference`.
+
     References
     ----------
     Bing, Bunea, Niles-Weed, Wegkamp, "Learning large softmax mixtures with warm start EM",
@@ -286,6 +291,8 @@ class SoftmaxMixture:
             )
 
         result = fit_with_restarts(fit_one, hp["n_init"], rng)
+        if result.stop_reason != "init":  # canonical order (likelihood.canonical_order)
+            result.params = result.params.canonical()
         self.fit_result_ = result
         self.params_ = result.params
         self.weights_ = np.array(result.params.weights)
@@ -397,3 +404,41 @@ class SoftmaxMixture:
         if per_class:
             return np.exp(log_class_probabilities(x, self.params_.atoms))
         return np.exp(log_mixture_probabilities(x, self.params_))
+
+    # -- inference (softmix.inference; the glue is in softmax_mixture/likelihood.py) ---------
+
+    def _protocol(self):
+        """The family's likelihood-protocol module (used by softmix.inference / selection)."""
+        from softmix.softmax_mixture import likelihood
+
+        return likelihood
+
+    def inference(self, features: Any = None, choices: Any = None, *, counts: Any = None,
+                  method: str = "observed", level: float = 0.95, groups: Any = None,
+                  n_boot: int = 200, bootstrap: str = "nonparametric",
+                  random_state: Any = None):
+        """Standard errors, z-values and intervals of ``weight[k]`` and ``atom[k,l]``.
+
+        Same data arguments as :meth:`fit` (``inference(features, choices)`` or
+        ``inference(features, counts=c)``; ``features=None`` is the training design).
+        ``method``: ``"observed"`` (exact observed information on counts, O(p K^2 L^2)),
+        ``"sandwich"`` (robust; cluster-robust with ``groups``, one label per choice) or
+        ``"bootstrap"`` (``n_boot`` refits from the fit, ``bootstrap="nonparametric"`` or
+        ``"parametric"``, seeded by ``random_state``). See :mod:`softmix.inference.covariance`;
+        components are in the canonical order (decreasing weight). Warns (ConvergenceWarning)
+        when the fit did not converge, and (InformationWarning) naming the parameters when the
+        information is not positive definite.
+
+        Returns
+        -------
+        softmix.inference.InferenceResult
+        """
+        return self._protocol().model_inference(
+            self, features, choices, counts=counts, method=method, level=level, groups=groups,
+            n_boot=n_boot, bootstrap=bootstrap, random_state=random_state)
+
+    def summary(self, features: Any = None, choices: Any = None, *, counts: Any = None,
+                **options: Any) -> str:
+        """Text report: model, sizes, log-likelihood, AIC/BIC/ICL, convergence, then estimate,
+        standard error, z, p-value and interval per parameter (options as :meth:`inference`)."""
+        return self.inference(features, choices, counts=counts, **options).summary()

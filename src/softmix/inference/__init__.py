@@ -1,0 +1,16 @@
+"""Inference at a fitted model: observed information, covariance options, reports.
+
+- :mod:`~softmix.inference.information`: the exact Hessian of a mixture log-likelihood from the
+  families' per-component derivatives, and the positive-definiteness check.
+- :mod:`~softmix.inference.covariance`: ``"observed"``, ``"sandwich"`` (cluster-robust with
+  ``groups``) and ``"bootstrap"`` covariances, mapped to reported parameters by the delta method.
+- :mod:`~softmix.inference.report`: :class:`InferenceResult` and the summary text.
+
+The families' likelihood protocols live in :mod:`softmix.softmax_mixture.likelihood` and
+:mod:`softmix.moe.likelihood`; this package does not know which family it serves.
+"""
+
+from softmix.inference.information import InformationWarning, check_information, mixture_hessian
+from softmix.inference.report import InferenceResult
+
+__all__ = ["InferenceResult", "InformationWarning", "check_information", "mixture_hessian"]

@@ -1,0 +1,355 @@
+"""The mixture of experts' likelihood protocol: vector parametrisation, log-likelihood, score
+(per observation) and analytic Hessian for every expert type, names, canonical order.
+
+Unconstrained vector, one block per piece (``k`` experts, ``p = d + 1`` design columns)::
+
+    theta = [gating rows 0..k-2 (k-1)p,  expert 0's block,  ...,  expert k-1's block]
+
+An expert's block is ``[coef_i (p), log nu_i]`` for Gaussian experts (variance as a log),
+``coef_i`` (p) for logistic experts, and ``coef_i[c]`` for ``c = 0..C-2`` ((C-1) p, the last
+class row is the gauge) for multinomial experts. The last expert is the gating reference (its row
+is 0 and is not a parameter). Reported parameters (delta method in :mod:`softmix.inference`):
+``gate[i,j]`` (i < k-1; j = 0 the intercept), ``coef[i,j]`` or ``coef[i,c,j]`` (multinomial,
+c < C-1), ``variance[i]``.
+
+Canonical order (:func:`canonical_order`, applied by ``MixtureOfExperts.fit``): experts by
+decreasing mean gate probability over the training inputs ``(1/n) sum_j P(z = i | x_j)``
+(the analogue of mixing weights), ties by increasing expert intercept; the last expert, the one
+with the smallest mean gate probability, is the gating reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from softmix.core.special import expit, log_softmax, logsumexp
+from softmix.inference.information import mixture_hessian, mixture_scores
+from softmix.moe.gating import add_intercept, gate_log_proba_design
+from softmix.moe.model import MoEParams, log_joint_design
+
+__all__ = ["MoELikelihood", "canonical_order"]
+
+
+def canonical_order(params: MoEParams, X: np.ndarray) -> np.ndarray:
+    """Permutation putting experts in the canonical order (module docstring)."""
+    share = np.exp(gate_log_proba_design(add_intercept(X), params.gating)).mean(axis=0)
+    coef = params.expert_coef
+    intercept = coef[:, 0] if coef.ndim == 2 else coef[:, 0, 0]
+    return np.lexsort([intercept, -np.round(share, 12)])
+
+
+@dataclass
+class MoELikelihood:
+    """Log-likelihood of a k-expert softmax-gated mixture of experts on ``(X, y)`` as a function of
+    the unconstrained vector (module docstring).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    y : ndarray of shape (n,)
+        Encoded responses: real (Gaussian), 0/1 (logistic), class indices 0..C-1 (multinomial).
+    like : MoEParams
+        Any parameter set of the model (gives k, d, the expert type and C).
+    ridge : float, default=0
+        The estimator's ``ridge``: :meth:`loglik`, :meth:`score` and :meth:`hessian` are then
+        those of the penalised objective the fit maximises, ``loglik - ridge/2 ||.||^2`` over the
+        gating and classification-expert coefficients (the observed information of a MAP fit);
+        :meth:`score_observations` stays the unpenalised per-observation score (the sandwich's
+        meat).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    like: MoEParams
+    ridge: float = 0.0
+
+    family = "mixture_of_experts"
+
+    def __post_init__(self) -> None:
+        self.X = np.asarray(self.X, dtype=float)
+        self.X1 = add_intercept(self.X)
+        self.expert = self.like.expert
+        self.k = self.like.n_experts
+        self.p = self.X1.shape[1]
+        self.n_classes = self.like.n_classes if self.expert == "multinomial" else None
+        if self.expert == "multinomial":
+            self.y = np.asarray(self.y, dtype=np.intp)
+            self._onehot = np.zeros((self.y.size, self.n_classes))
+            self._onehot[np.arange(self.y.size), self.y] = 1.0
+        else:
+            self.y = np.asarray(self.y, dtype=float)
+
+    # -- layout ------------------------------------------------------------------------------
+    @property
+    def penalised(self) -> np.ndarray:
+        """Mask of the coordinates the ridge penalises (gates; classification coefficients)."""
+        mask = np.zeros(self.n_free_parameters, dtype=bool)
+        mask[: (self.k - 1) * self.p] = True
+        if self.expert != "gaussian":
+            mask[(self.k - 1) * self.p :] = True
+        return mask
+
+    @property
+    def own_size(self) -> int:
+        """Length of one expert's block."""
+        if self.expert == "gaussian":
+            return self.p + 1
+        if self.expert == "logistic":
+            return self.p
+        return (self.n_classes - 1) * self.p
+
+    @property
+    def n_free_parameters(self) -> int:
+        return (self.k - 1) * self.p + self.k * self.own_size
+
+    @property
+    def n_observations(self) -> float:
+        """n, the number of observations (the n of BIC)."""
+        return float(self.X.shape[0])
+
+    def _expert_names(self, i: int, variance_name: str) -> list[str]:
+        if self.expert == "multinomial":
+            return [f"coef[{i},{c},{j}]" for c in range(self.n_classes - 1)
+                    for j in range(self.p)]
+        out = [f"coef[{i},{j}]" for j in range(self.p)]
+        return out + [f"{variance_name}[{i}]"] if self.expert == "gaussian" else out
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the unconstrained coordinates (``log_variance[i]`` for Gaussian experts)."""
+        out = [f"gate[{i},{j}]" for i in range(self.k - 1) for j in range(self.p)]
+        for i in range(self.k):
+            out += self._expert_names(i, "log_variance")
+        return out
+
+    def reported_names(self) -> list[str]:
+        out = [f"gate[{i},{j}]" for i in range(self.k - 1) for j in range(self.p)]
+        for i in range(self.k):
+            out += self._expert_names(i, "variance")
+        return out
+
+    # -- vector <-> params -------------------------------------------------------------------
+    def to_vector(self, params: MoEParams) -> np.ndarray:
+        parts = [params.gating[:-1].ravel()]
+        for i in range(self.k):
+            if self.expert == "multinomial":
+                parts.append(params.expert_coef[i, :-1, :].ravel())
+            else:
+                parts.append(params.expert_coef[i])
+            if self.expert == "gaussian":
+                parts.append([np.log(params.expert_variance[i])])
+        return np.concatenate(parts)
+
+    def _check(self, theta) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.n_free_parameters,):
+            raise ValueError(
+                f"theta must have shape ({self.n_free_parameters},) for a {self.k}-expert "
+                f"{self.expert} model on {self.p - 1} feature(s); got {theta.shape}."
+            )
+        return theta
+
+    def _unpack(self, theta):
+        theta = self._check(theta)
+        k, p = self.k, self.p
+        gating = np.vstack([theta[: (k - 1) * p].reshape(k - 1, p), np.zeros((1, p))])
+        blocks = theta[(k - 1) * p :].reshape(k, self.own_size)
+        var = None
+        if self.expert == "multinomial":
+            free = blocks.reshape(k, self.n_classes - 1, p)
+            coef = np.concatenate([free, np.zeros((k, 1, p))], axis=1)
+        elif self.expert == "gaussian":
+            coef, var = blocks[:, :p], np.exp(blocks[:, p])
+        else:
+            coef = blocks
+        return gating, coef, var
+
+    def from_vector(self, theta: np.ndarray) -> MoEParams:
+        gating, coef, var = self._unpack(theta)
+        return MoEParams(gating, coef, var, self.expert)
+
+    def reported(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reported values (variances instead of log-variances) and their Jacobian."""
+        theta = self._check(theta)
+        values = theta.copy()
+        jac = np.eye(theta.size)
+        if self.expert == "gaussian":
+            idx = (self.k - 1) * self.p + np.arange(self.k) * self.own_size + self.p
+            values[idx] = np.exp(theta[idx])
+            jac[idx, idx] = values[idx]
+        return values, jac
+
+    # -- likelihood and derivatives ----------------------------------------------------------
+    def loglik(self, theta: np.ndarray) -> float:
+        """``sum_j log p(y_j | x_j)`` (minus the ridge penalty when ``ridge > 0``)."""
+        value = float(np.sum(self.loglik_observations(theta)))
+        if self.ridge:
+            value -= 0.5 * self.ridge * float(np.sum(np.asarray(theta)[self.penalised] ** 2))
+        return value
+
+    def unpenalised_loglik(self, theta: np.ndarray) -> float:
+        """``sum_j log p(y_j | x_j)`` whatever ``ridge`` is (for AIC / BIC)."""
+        return float(np.sum(self.loglik_observations(theta)))
+
+    def loglik_observations(self, theta: np.ndarray) -> np.ndarray:
+        return logsumexp(log_joint_design(self.X1, self.y, self.from_vector(theta)), axis=1)
+
+    def _derivatives(self, theta):
+        gating, coef, var = self._unpack(theta)
+        params = MoEParams(gating, coef, var, self.expert)
+        X1, y, k, p = self.X1, self.y, self.k, self.p
+        n = X1.shape[0]
+        lj = log_joint_design(X1, y, params)
+        tau = np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
+        pi = np.exp(gate_log_proba_design(X1, gating))  # (n, k)
+        eye = np.eye(k)[:, : k - 1]
+        dgate = eye[None, :, :] - pi[:, None, : k - 1]  # (n, k, k-1)
+        shared = (dgate[:, :, :, None] * X1[:, None, None, :]).reshape(n, k, (k - 1) * p)
+        own, curv_own = [], []
+        for i in range(k):
+            ti = tau[:, i]
+            if self.expert == "gaussian":
+                r = y - X1 @ coef[i]
+                prec = 1.0 / var[i]
+                g = np.column_stack([X1 * (r * prec)[:, None], -0.5 + 0.5 * r**2 * prec])
+                c = np.empty((p + 1, p + 1))
+                c[:p, :p] = -(X1 * (ti * prec)[:, None]).T @ X1
+                c[:p, p] = c[p, :p] = -(X1 * (ti * r * prec)[:, None]).sum(axis=0)
+                c[p, p] = -0.5 * float(ti @ (r**2)) * prec
+            elif self.expert == "logistic":
+                s = expit(X1 @ coef[i])
+                g = X1 * (y - s)[:, None]
+                c = -(X1 * (ti * s * (1.0 - s))[:, None]).T @ X1
+            else:
+                cc = self.n_classes - 1
+                q = np.exp(log_softmax(X1 @ coef[i].T, axis=1))  # (n, C)
+                resid = self._onehot[:, :cc] - q[:, :cc]
+                g = (resid[:, :, None] * X1[:, None, :]).reshape(n, cc * p)
+                m = -(q[:, :cc, None] * q[:, None, :cc])
+                idx = np.arange(cc)
+                m[:, idx, idx] += q[:, :cc]
+                c = -np.einsum("n,nab,nu,nv->aubv", ti, m, X1, X1).reshape(cc * p, cc * p)
+            own.append(g)
+            curv_own.append(c)
+        size = self.n_free_parameters
+        curv = np.zeros((size, size))
+        ng = (k - 1) * p
+        mg = -(pi[:, : k - 1, None] * pi[:, None, : k - 1])
+        idx = np.arange(k - 1)
+        mg[:, idx, idx] += pi[:, : k - 1]
+        curv[:ng, :ng] = -np.einsum("nab,nu,nv->aubv", mg, X1, X1).reshape(ng, ng)
+        for i in range(k):
+            sl = slice(ng + i * self.own_size, ng + (i + 1) * self.own_size)
+            curv[sl, sl] = curv_own[i]
+        return tau, shared, own, curv
+
+    def score_observations(self, theta: np.ndarray) -> np.ndarray:
+        """Per-observation scores, shape (n, P); they sum to :meth:`score`."""
+        tau, shared, own, _ = self._derivatives(theta)
+        return mixture_scores(tau, shared, own)
+
+    def score_units(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-observation scores and unit weights (ones)."""
+        return self.score_observations(theta), np.ones(self.X1.shape[0])
+
+    def score(self, theta: np.ndarray) -> np.ndarray:
+        """Gradient of :meth:`loglik`, shape (P,)."""
+        out = self.score_observations(theta).sum(axis=0)
+        if self.ridge:
+            out = out - self.ridge * np.where(self.penalised, np.asarray(theta), 0.0)
+        return out
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        """Analytic Hessian of :meth:`loglik`, shape (P, P)."""
+        tau, shared, own, curv = self._derivatives(theta)
+        if self.ridge:
+            curv = curv - self.ridge * np.diag(self.penalised.astype(float))
+        return mixture_hessian(np.ones(tau.shape[0]), tau, shared, own, curv)
+
+    def entropy(self, theta: np.ndarray) -> float:
+        """Classification entropy ``-sum_j sum_i tau_ji log tau_ji`` (for ICL)."""
+        lj = log_joint_design(self.X1, self.y, self.from_vector(theta))
+        logt = lj - logsumexp(lj, axis=1, keepdims=True)
+        return float(-np.sum(np.exp(logt) * logt))
+
+
+# -- the estimator's glue (MixtureOfExperts.inference / summary, select_n_components) -------
+
+#: Name of the estimator's number-of-components hyperparameter.
+N_COMPONENTS = "n_experts"
+
+
+def build(model, X, y):
+    """``(lik, theta)`` for a fitted :class:`~softmix.MixtureOfExperts` on ``(X, y)``."""
+    X = model._check_X(X)
+    y_enc = model._check_y(y, X.shape[0], fit=False)
+    lik = MoELikelihood(X, y_enc, model.params_, ridge=float(model.ridge))
+    return lik, lik.to_vector(model.params_)
+
+
+def folds(X, y, *, n_folds=5, rng=None):
+    """K-fold split of the observations (random, sizes differing by at most one). Yields
+    ``(train_args, train_kwargs, test_args, test_kwargs, n_test)``."""
+    from softmix._validation import check_array
+
+    X = check_array(X, "X", ndim=2)
+    y = np.asarray(y)
+    if y.shape[:1] != X.shape[:1]:
+        raise ValueError(f"y must have one entry per row of X ({X.shape[0]}), got {y.shape}.")
+    assign = rng.permutation(X.shape[0]) % n_folds
+    for f in range(n_folds):
+        test = assign == f
+        yield (X[~test], y[~test]), {}, (X[test], y[test]), {}, float(test.sum())
+
+
+def model_inference(model, X, y, *, method="observed", level=0.95, groups=None, n_boot=200,
+                    bootstrap="nonparametric", random_state=None):
+    """:meth:`softmix.MixtureOfExperts.inference` (see there)."""
+    from softmix._validation import check_fitted
+    from softmix.inference._glue import clone_from_fit, header
+    from softmix.inference.covariance import infer
+    from softmix.metrics import align
+
+    check_fitted(model)
+    lik, theta = build(model, X, y)
+    X_arr, y_raw = lik.X, np.asarray(y)
+    n = X_arr.shape[0]
+
+    def replicate(rng, kind):
+        if kind == "parametric":
+            Xb = X_arr
+            yb, _ = model.sample(X_arr, random_state=rng)
+        else:
+            if groups is not None:
+                labels, index = np.unique(np.asarray(groups), return_inverse=True)
+                pick = rng.integers(0, labels.size, labels.size)
+                idx = np.concatenate([np.flatnonzero(index == g) for g in pick])
+            else:
+                idx = rng.integers(0, n, n)
+            Xb, yb = X_arr[idx], y_raw[idx]
+        fit = clone_from_fit(model, rng).fit(Xb, yb)
+        aligned = align(fit.params_, model.params_)
+        return lik.reported(lik.to_vector(aligned))[0], bool(fit.converged_)
+
+    sizes = {"model": f"MixtureOfExperts(k={lik.k}, {lik.expert})", "observations": n,
+             "features": lik.p - 1}
+    if lik.n_classes is not None:
+        sizes["classes"] = lik.n_classes
+    if model.ridge:
+        sizes["ridge"] = float(model.ridge)
+    head = header(model, lik, theta, "Mixture of experts results", sizes, model.n_parameters())
+    result = infer(lik, theta, method=method, level=level, groups=groups, n_boot=n_boot,
+                   bootstrap=bootstrap, random_state=random_state, replicate=replicate,
+                   converged=bool(model.converged_), header=head)
+    if model.ridge:
+        result.extra["notes"].append(
+            f"ridge={model.ridge:g}: a penalised (MAP) fit; the information is that of the "
+            "penalised log-likelihood (the log-likelihood in the header is unpenalised).")
+    return result
+
+
+def n_parameters(model) -> int:
+    """Free parameters the fitted estimator counts (its BIC's)."""
+    return int(model.n_parameters())
