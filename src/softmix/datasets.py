@@ -545,3 +545,138 @@ def make_moe(
     X = rng.standard_normal((n_samples, n_features))
     y, _ = sample(X, params, rng)
     return X, y, params
+
+
+# --- panels and class-membership covariates for softmax mixtures (issue 12) -------------------
+
+@_dataclass(frozen=True)
+class PanelMixtureData:
+    """A simulated panel softmax mixture and its truth (see :func:`make_panel_softmax_mixture`).
+
+    Attributes
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+    counts : scipy.sparse.csr_matrix of shape (n_groups, n_alternatives)
+        ``C_gj``, how often group g chose alternative j.
+    choices, groups : ndarray of shape (n_samples,)
+        The same data in long form: each choice and its group (0..n_groups-1, sorted).
+    covariates : ndarray of shape (n_groups, n_covariates) or None
+        Class-membership covariates ``Z_g ~ N(0, I)``.
+    classes : ndarray of shape (n_groups,)
+        The true latent class of each group.
+    weights : ndarray of shape (n_components,)
+        True weights (without covariates), else the mean of the true class probabilities.
+    atoms : ndarray of shape (n_components, n_features)
+    membership_coef : ndarray of shape (n_components, n_covariates + 1) or None
+        True ``gamma`` (intercept in column 0, last row 0).
+    """
+
+    features: np.ndarray
+    counts: object
+    choices: np.ndarray
+    groups: np.ndarray
+    covariates: np.ndarray | None
+    classes: np.ndarray
+    weights: np.ndarray
+    atoms: np.ndarray
+    membership_coef: np.ndarray | None
+
+    @property
+    def params(self):
+        """The truth: ``SoftmaxMixtureParams`` (no covariates) or ``MembershipParams``."""
+        from softmix.softmax_mixture.model import SoftmaxMixtureParams
+        from softmix.softmax_mixture.panel import MembershipParams
+
+        if self.membership_coef is not None:
+            return MembershipParams(self.membership_coef, self.atoms)
+        return SoftmaxMixtureParams(self.weights, self.atoms)
+
+
+def make_panel_softmax_mixture(
+    n_groups: int,
+    choices_per_group,
+    n_alternatives: int,
+    n_features: int,
+    n_components: int,
+    *,
+    n_covariates: int = 0,
+    separation: float = 1.0,
+    membership_scale: float = 1.0,
+    weights=None,
+    random_state=None,
+) -> PanelMixtureData:
+    """Simulate a panel softmax mixture (optionally with class-membership covariates).
+
+    Each group g draws a class ``z_g`` (from ``weights``, or from ``softmax(gamma [1, Z_g])``
+    with covariates) and then ``T_g`` i.i.d. choices from ``pi(theta_{z_g})``. The design and
+    atoms are those of :func:`make_softmax_mixture` (Gaussian design, atoms of norm
+    ``separation``).
+
+    Parameters
+    ----------
+    n_groups : int
+        G >= 1.
+    choices_per_group : int or array-like of int, shape (n_groups,)
+        ``T_g >= 1`` choices per group.
+    n_alternatives, n_features, n_components : int
+        p, L, K.
+    n_covariates : int
+        q >= 0; with q > 0, ``Z ~ N(0, I_q)`` and ``gamma`` has N(0, membership_scale^2)
+        slopes, intercepts ``log weights`` (last row 0).
+    separation, weights, random_state
+        As in :func:`make_softmax_mixture`.
+    membership_scale : float
+        Scale of the true membership slopes.
+
+    Returns
+    -------
+    PanelMixtureData
+    """
+    import scipy.sparse
+
+    from softmix.core.special import log_softmax
+
+    n_groups = check_int(n_groups, "n_groups", low=1)
+    n_covariates = check_int(n_covariates, "n_covariates", low=0)
+    membership_scale = check_float(membership_scale, "membership_scale", low=0.0)
+    per = np.asarray(choices_per_group)
+    if per.ndim == 0:
+        per = np.full(n_groups, check_int(int(per) if per.dtype.kind in "iu" else per,
+                                          "choices_per_group", low=1))
+    elif per.shape != (n_groups,) or per.dtype.kind not in "iu" or np.any(per < 1):
+        raise ValueError(
+            f"choices_per_group must be an int >= 1 or n_groups={n_groups} ints >= 1, got "
+            f"{per if per.size < 6 else per.shape}."
+        )
+    rng = check_random_state(random_state)
+    base = make_softmax_mixture(0, n_alternatives, n_features, n_components,
+                                separation=separation, weights=weights, random_state=rng)
+    features, atoms, w = base.features, base.atoms, base.weights
+    covariates, coef = None, None
+    if n_covariates:
+        covariates = rng.standard_normal((n_groups, n_covariates))
+        coef = np.zeros((n_components, n_covariates + 1))
+        logw = np.log(w)
+        coef[:, 0] = logw - logw[-1]
+        coef[:-1, 1:] = membership_scale * rng.standard_normal((n_components - 1, n_covariates))
+        prob = np.exp(log_softmax(np.column_stack([np.ones(n_groups), covariates]) @ coef.T,
+                                  axis=1))
+        cum = np.cumsum(prob, axis=1)
+        classes = np.minimum((cum < rng.random(n_groups)[:, None]).sum(axis=1),
+                             n_components - 1)
+        w = prob.mean(axis=0)
+    else:
+        classes = rng.choice(n_components, size=n_groups, p=w)
+    groups = np.repeat(np.arange(n_groups), per)
+    choices = np.empty(groups.size, dtype=np.int64)
+    cls_of_choice = classes[groups]
+    pi = np.exp(log_softmax(features @ atoms.T, axis=0))  # (p, K)
+    for k in range(n_components):
+        idx = np.flatnonzero(cls_of_choice == k)
+        if idx.size:
+            choices[idx] = rng.choice(n_alternatives, size=idx.size, p=pi[:, k] / pi[:, k].sum())
+    counts = scipy.sparse.csr_matrix((np.ones(groups.size), (groups, choices)),
+                                     shape=(n_groups, n_alternatives))
+    counts.sum_duplicates()
+    return PanelMixtureData(features, counts, choices, groups, covariates, classes, w, atoms,
+                            coef)
