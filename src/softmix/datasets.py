@@ -680,3 +680,103 @@ def make_panel_softmax_mixture(
     counts.sum_duplicates()
     return PanelMixtureData(features, counts, choices, groups, covariates, classes, w, atoms,
                             coef)
+
+
+# --- mixtures of experts with flexmix's options (issue 12): constant gate, gate covariates ----
+
+@_dataclass(frozen=True)
+class MoEOptionsData:
+    """A simulated constrained mixture of experts (see :func:`make_moe_options`).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The experts' covariates.
+    X_gate : ndarray of shape (n_samples, n_gate_features) or None
+        The gate's own covariates (None: the gate uses X, or is constant).
+    y : ndarray of shape (n_samples,)
+    z : ndarray of shape (n_samples,)
+        The true expert of each sample.
+    params : MoEParams
+        The truth on ``[1, X_gate, X]`` (or ``[1, X]``), zero where the options fix it, as
+        :attr:`MixtureOfExperts.params_` holds it.
+    layout : softmix.moe.options.Layout
+    """
+
+    X: np.ndarray
+    X_gate: np.ndarray | None
+    y: np.ndarray
+    z: np.ndarray
+    params: object
+    layout: object
+
+
+def make_moe_options(
+    n_samples: int,
+    n_features: int = 1,
+    n_experts: int = 2,
+    *,
+    n_gate_features: int | None = None,
+    gate: str = "softmax",
+    fit_intercept: bool = True,
+    variance: str = "free",
+    expert: str = "gaussian",
+    gate_scale: float = 1.5,
+    coef_scale: float = 2.0,
+    random_state=None,
+) -> MoEOptionsData:
+    """Simulate a mixture of experts with flexmix's options, returning the truth.
+
+    ``X ~ N(0, I_d)`` and ``X_gate ~ N(0, I_q)``; gate coefficients N(0, gate_scale^2) on the
+    gate's columns (intercepts only for ``gate="constant"``, last row 0); expert coefficients
+    N(0, coef_scale^2) on the experts' columns (intercept 0 with ``fit_intercept=False``);
+    Gaussian variances U[0.1, 0.5] (one shared value with ``variance="equal"``).
+
+    Parameters
+    ----------
+    n_samples, n_features, n_experts : int
+    n_gate_features : int, optional
+        q: the gate gets its own covariates ``X_gate`` (flexmix's concomitant variables).
+    gate, fit_intercept, variance
+        As in :class:`softmix.MixtureOfExperts`.
+    expert : {"gaussian", "logistic"}
+    gate_scale, coef_scale : float
+    random_state : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    MoEOptionsData
+    """
+    from softmix.moe.model import MoEParams, sample
+    from softmix.moe.options import Layout, check_options
+
+    n_samples = check_int(n_samples, "n_samples", low=1)
+    n_features = check_int(n_features, "n_features", low=1)
+    n_experts = check_int(n_experts, "n_experts", low=1)
+    if n_gate_features is not None:
+        n_gate_features = check_int(n_gate_features, "n_gate_features", low=1)
+    gate, fit_intercept, variance = check_options(gate, fit_intercept, variance)
+    if expert not in ("gaussian", "logistic"):
+        raise ValueError(f"expert must be 'gaussian' or 'logistic', got {expert!r}.")
+    gate_scale = check_float(gate_scale, "gate_scale", low=0.0)
+    coef_scale = check_float(coef_scale, "coef_scale", low=0.0)
+    rng = check_random_state(random_state)
+    layout = Layout(n_features, n_gate_features, gate, fit_intercept, variance)
+    width = layout.width + 1
+    gating = np.zeros((n_experts, width))
+    gating[:, layout.gate_mask] = gate_scale * rng.standard_normal(
+        (n_experts, int(layout.gate_mask.sum())))
+    gating[-1] = 0.0
+    coef = np.zeros((n_experts, width))
+    coef[:, layout.expert_mask] = coef_scale * rng.standard_normal(
+        (n_experts, int(layout.expert_mask.sum())))
+    var = None
+    if expert == "gaussian":
+        var = (np.full(n_experts, rng.uniform(0.1, 0.5)) if variance == "equal"
+               else rng.uniform(0.1, 0.5, n_experts))
+    params = MoEParams(gating, coef, var, expert)
+    X = rng.standard_normal((n_samples, n_features))
+    X_gate = None if n_gate_features is None else rng.standard_normal((n_samples, n_gate_features))
+    W = X if X_gate is None else np.hstack([X_gate, X])
+    y, z = sample(W, params, rng)
+    return MoEOptionsData(X, X_gate, y, z, params, layout)
