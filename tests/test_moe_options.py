@@ -165,3 +165,43 @@ def test_layout_masks():
     np.testing.assert_array_equal(lay.expert_mask, [0, 0, 0, 0, 1, 1])
     assert Layout(2, None, "constant").gate_mask.tolist() == [True, False, False]
     assert lay.n_free_parameters("gaussian", 3, None) == 2 * 4 + 3 * 2 + 1
+
+
+# ---------------------------------------------------------------------------- against R flexmix
+
+def _flexmix_available() -> bool:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _peers import find_rscript, missing_r_packages
+
+    return find_rscript() is not None and not missing_r_packages(["flexmix", "jsonlite"])
+
+
+needs_flexmix = pytest.mark.skipif(
+    not _flexmix_available(),
+    reason="needs Rscript with flexmix and jsonlite (as root: apt-get install r-base-core "
+    "r-cran-flexmix r-cran-survival r-cran-mixtools r-cran-jsonlite)",
+)
+
+
+@needs_flexmix
+@pytest.mark.parametrize("case", [
+    "NPreg constant gate",
+    "concomitant ~ w1 + w2",
+    pytest.param("NPreg constant, equal var", marks=pytest.mark.slow),
+    pytest.param("no intercept, constant", marks=pytest.mark.slow),
+])
+def test_reaches_flexmix_loglik(case):
+    """flexmix's NPreg mixture of regressions (constant gate; free and equal variances), a
+    concomitant gate FLXPmultinom(~ w1 + w2) and intercept-free experts, same start."""
+    import flexmix_moe_options as fo
+
+    kw = dict(fo.cases(0))[case]
+    r = fo.compare(**kw, seed=0)
+    assert r["converged_ours"] and r["converged_flexmix"]
+    # flexmix's df-corrected variances put its fixed point slightly below the MLE
+    assert r["ll_ours"] >= r["ll_flexmix"] - fo.RTOL * abs(r["ll_flexmix"])
+    assert r["ll_ours"] - r["ll_flexmix"] < 0.05  # the same optimum, not another one
+    assert r["df_ours"] == r["df_flexmix"]  # the same free-parameter count
