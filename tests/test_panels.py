@@ -270,3 +270,33 @@ def test_covariate_model_needs_covariates_to_predict():
     plain = SoftmaxMixture(2, random_state=0).fit(d.features, counts=d.counts)
     with pytest.raises(ValueError, match="fit without class-membership covariates"):
         plain.predict_proba(counts=d.counts, covariates=d.covariates)
+
+
+# ---------------------------------------------------------------------------- against R flexmix
+
+def _flexmix_available() -> bool:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _peers import find_rscript, missing_r_packages
+
+    return find_rscript() is not None and not missing_r_packages(
+        ["flexmix", "survival", "jsonlite"])
+
+
+@pytest.mark.skipif(
+    not _flexmix_available(),
+    reason="needs Rscript with flexmix, survival and jsonlite (as root: apt-get install "
+    "r-base-core r-cran-flexmix r-cran-survival r-cran-mixtools r-cran-jsonlite)",
+)
+def test_panel_with_covariates_reaches_flexmix_loglik():
+    """FLXMRcondlogit grouped by person with FLXPmultinom(~ z1 + z2), same start."""
+    import flexmix_panel as fp
+
+    _, data, k = fp.cases(0)[0]
+    r = fp.compare(data, k, seed=0)
+    assert r["converged_ours"] and r["converged_flexmix"]
+    assert r["ll_ours"] >= r["ll_flexmix"] - fp.RTOL * abs(r["ll_flexmix"])
+    assert r["ll_ours"] - r["ll_flexmix"] < 1e-3  # the same optimum
+    assert r["df_ours"] == r["df_flexmix"]

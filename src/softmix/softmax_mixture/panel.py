@@ -76,6 +76,7 @@ __all__ = [
     "panel_gradient",
     "panel_log_likelihood",
     "panel_log_responsibilities",
+    "start_from_posteriors",
 ]
 
 #: [chosen] Newton iterations of the membership (multinomial logit) M-step per EM iteration,
@@ -486,6 +487,31 @@ def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "new
     result.extra.update(auto_info)
     result.extra["n_unidentified"] = design.n_unidentified
     return result
+
+
+def start_from_posteriors(design: Design, data: PanelData, resp: np.ndarray, *,
+                          max_iter: int = 100):
+    """Parameters from group posteriors ``resp`` (n_groups, K) by one exact M-step (what
+    flexmix does with ``cluster=``): per-class conditional logits on the effective counts
+    ``R^T C`` (Newton to convergence) and the weights ``mean_g r_gk`` or, with covariates, the
+    multinomial logit of ``resp`` on ``[1, Z]``. Returns parameters in the user's coordinates.
+    """
+    resp = check_array(resp, "resp", ndim=2)
+    if resp.shape[0] != data.n_groups or np.any(resp < 0):
+        raise ValueError(f"resp must be non-negative of shape (n_groups={data.n_groups}, K), "
+                         f"got shape {resp.shape}.")
+    resp = resp / resp.sum(axis=1, keepdims=True)
+    features_t = design.working_t
+    eff = np.asarray(data.counts.T @ resp).T
+    targets = _dot(eff, features_t.T) / eff.sum(axis=1)[:, None]
+    atoms = np.array([
+        newton_maximize(_newton_objective(features_t, t), np.zeros(features_t.shape[0]),
+                        max_iter=max_iter, max_step=_NEWTON_MAX_STEP).x for t in targets])
+    atoms = atoms @ design.transform.T
+    if data.covariates is not None:
+        return MembershipParams(
+            fit_multinomial_logistic(data.covariates, resp, max_iter=max_iter), atoms)
+    return SoftmaxMixtureParams(resp.mean(axis=0), atoms)
 
 
 # ---------------------------------------------------------------------------- estimator glue
