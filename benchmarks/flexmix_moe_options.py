@@ -23,6 +23,7 @@ absolute seconds).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -43,8 +44,10 @@ from softmix.moe.options import Layout, start_from_posteriors
 RTOL = 1e-8
 
 
+@functools.lru_cache(maxsize=2)
 def load_npreg(rscript: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """flexmix's ``NPreg`` (200 rows): ``X = [x, x^2]`` and ``y = yn``, read through R."""
+    """flexmix's ``NPreg`` (200 rows): ``X = [x, x^2]`` and ``y = yn``, read through R
+    (once per process)."""
     out = run_r("flexmix_moe_options.R", {"dataset": "NPreg"}, rscript=rscript)
     x = np.asarray(out["x"], dtype=float)
     return np.column_stack([x, x**2]), np.asarray(out["yn"], dtype=float)

@@ -71,8 +71,11 @@ def compare(data, n_components: int, *, seed: int = 0, tol: float = 1e-10,
     }
 
 
-def cases(seed: int) -> list[tuple[str, object, int]]:
-    """(name, PanelMixtureData, K) for the benchmark rows."""
+def cases(seed: int, quick: bool = False) -> list[tuple[str, object, int]]:
+    """(name, PanelMixtureData, K) for the benchmark rows (``quick``: 60 persons, for tests)."""
+    if quick:
+        return [("panel, FLXPmultinom(~z1)", make_panel_softmax_mixture(
+            60, 3, 5, 2, 2, n_covariates=1, separation=1.5, random_state=seed), 2)]
     return [
         ("panel, FLXPmultinom(~z1+z2)", make_panel_softmax_mixture(
             150, 4, 6, 2, 2, n_covariates=2, separation=1.5, random_state=seed), 2),

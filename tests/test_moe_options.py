@@ -51,6 +51,16 @@ def test_weighted_gradient_matches_finite_differences(opts):
     assert np.all(grad[~free] == 0)
 
 
+def test_constant_gate_with_logistic_experts():
+    d = make_moe_options(600, 2, 2, gate="constant", expert="logistic", coef_scale=3.0,
+                         random_state=1)
+    m = MixtureOfExperts(2, expert="logistic", gate="constant", random_state=0, tol=0,
+                         max_iter=30).fit(d.X, d.y)
+    assert m.fit_result_.n_decreases == 0 and m.gating_coef_.shape == (2, 1)
+    np.testing.assert_allclose(m.gate_proba(d.X[:3]), np.tile(m.weights_, (3, 1)))
+    assert m.predict_proba(d.X[:3]).shape == (3, 2)
+
+
 @pytest.mark.parametrize("opts", OPTION_SETS)
 def test_em_is_monotone_and_respects_the_constraints(opts):
     d = make_moe_options(800, 2, 2, random_state=3, **opts)

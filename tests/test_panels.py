@@ -208,6 +208,16 @@ def test_bic_counts_membership_parameters():
         m.log_likelihood_ / m.n_samples_)
 
 
+def test_given_membership_start():
+    d = make_panel_softmax_mixture(200, 3, 12, 2, 2, n_covariates=1, random_state=1)
+    m = SoftmaxMixture(2, init=d.params, max_iter=0).fit(
+        d.features, counts=d.counts, covariates=d.covariates)
+    np.testing.assert_array_equal(m.membership_coef_, d.membership_coef)
+    assert m.init_method_ == "given"
+    with pytest.raises(ValueError, match="init is a MembershipParams, which needs covariates"):
+        SoftmaxMixture(2, init=d.params).fit(d.features, counts=d.counts)
+
+
 def test_covariates_without_groups_are_per_choice():
     d = make_panel_softmax_mixture(500, 1, 12, 2, 2, n_covariates=1, random_state=3)
     m = SoftmaxMixture(2, random_state=0).fit(d.features, d.choices, covariates=d.covariates)
@@ -291,10 +301,11 @@ def _flexmix_available() -> bool:
     "r-base-core r-cran-flexmix r-cran-survival r-cran-mixtools r-cran-jsonlite)",
 )
 def test_panel_with_covariates_reaches_flexmix_loglik():
-    """FLXMRcondlogit grouped by person with FLXPmultinom(~ z1 + z2), same start."""
+    """FLXMRcondlogit grouped by person with FLXPmultinom(~ z1), same start (the benchmark's
+    larger rows: benchmarks/flexmix_panel.py)."""
     import flexmix_panel as fp
 
-    _, data, k = fp.cases(0)[0]
+    _, data, k = fp.cases(0, quick=True)[0]
     r = fp.compare(data, k, seed=0)
     assert r["converged_ours"] and r["converged_flexmix"]
     assert r["ll_ours"] >= r["ll_flexmix"] - fp.RTOL * abs(r["ll_flexmix"])

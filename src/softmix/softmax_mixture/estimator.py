@@ -54,7 +54,8 @@ class SoftmaxMixture:
         Starting point: a name registered in
         :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``, and the moment-based
         warm starts when installed), or parameters (``SoftmaxMixtureParams`` or a dict with
-        ``weights`` (K,) and ``atoms`` (K, L)). ``"random"`` stays the default [measured,
+        ``weights`` (K,) and ``atoms`` (K, L)); with ``covariates``, also a
+        :class:`~softmix.softmax_mixture.panel.MembershipParams`. ``"random"`` stays the default [measured,
         README]: the moment-based ``"auto"`` start reached the same optimum in the benign
         settings but the whole fit took 1.5-10x longer (its SDP / screened starts), and on a
         heavy-tailed design it warns (falls back to screened random starts) and once did not

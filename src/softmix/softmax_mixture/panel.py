@@ -531,7 +531,8 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
     """:meth:`SoftmaxMixture.fit` on panel data (sets the fitted attributes; returns ``est``).
 
     The start is the estimator's ``init`` on the aggregated counts ``C.sum(0)`` (with
-    covariates: its weights as the intercepts, the other coefficients 0).
+    covariates: its weights as the intercepts, the other coefficients 0), or a given
+    :class:`MembershipParams` (with covariates).
     """
     features = check_features(features)
     data = check_panel(features, choices, counts=counts, groups=groups, covariates=covariates)
@@ -540,7 +541,25 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
     totals = data.totals()
     rng = check_random_state(est.random_state)
 
+    given = est.init if isinstance(est.init, MembershipParams) else None
+    if given is not None and (data.covariates is None or given.coef.shape != (
+            hp["n_components"], data.covariates.shape[1]) or given.n_features !=
+            features.shape[1]):
+        raise ValueError(
+            "init is a MembershipParams, which needs covariates and shapes "
+            f"membership_coef ({hp['n_components']}, n_covariates + 1) and atoms "
+            f"({hp['n_components']}, {features.shape[1]}); got membership_coef "
+            f"{given.coef.shape}, atoms {given.atoms.shape}"
+            f"{'' if data.covariates is not None else ' and no covariates'}."
+        )
+
     def fit_one(child: np.random.Generator) -> FitResult:
+        if given is not None:
+            return fit_panel_em(
+                design, data, given, m_step=hp["m_step"], step_size=hp["step_size"],
+                max_iter=hp["max_iter"], tol=hp["tol"], newton_max_iter=hp["newton_max_iter"],
+                accelerate=hp["accelerate"], callback=est.callback, init_method="given",
+            )
         params0, name = resolve_init(est.init, features, totals, hp["n_components"], child)
         if data.covariates is not None:
             logw = np.log(np.maximum(params0.weights, 1e-300))
