@@ -545,3 +545,238 @@ def make_moe(
     X = rng.standard_normal((n_samples, n_features))
     y, _ = sample(X, params, rng)
     return X, y, params
+
+
+# --- panels and class-membership covariates for softmax mixtures (issue 12) -------------------
+
+@_dataclass(frozen=True)
+class PanelMixtureData:
+    """A simulated panel softmax mixture and its truth (see :func:`make_panel_softmax_mixture`).
+
+    Attributes
+    ----------
+    features : ndarray of shape (n_alternatives, n_features)
+    counts : scipy.sparse.csr_matrix of shape (n_groups, n_alternatives)
+        ``C_gj``, how often group g chose alternative j.
+    choices, groups : ndarray of shape (n_samples,)
+        The same data in long form: each choice and its group (0..n_groups-1, sorted).
+    covariates : ndarray of shape (n_groups, n_covariates) or None
+        Class-membership covariates ``Z_g ~ N(0, I)``.
+    classes : ndarray of shape (n_groups,)
+        The true latent class of each group.
+    weights : ndarray of shape (n_components,)
+        True weights (without covariates), else the mean of the true class probabilities.
+    atoms : ndarray of shape (n_components, n_features)
+    membership_coef : ndarray of shape (n_components, n_covariates + 1) or None
+        True ``gamma`` (intercept in column 0, last row 0).
+    """
+
+    features: np.ndarray
+    counts: object
+    choices: np.ndarray
+    groups: np.ndarray
+    covariates: np.ndarray | None
+    classes: np.ndarray
+    weights: np.ndarray
+    atoms: np.ndarray
+    membership_coef: np.ndarray | None
+
+    @property
+    def params(self):
+        """The truth: ``SoftmaxMixtureParams`` (no covariates) or ``MembershipParams``."""
+        from softmix.softmax_mixture.model import SoftmaxMixtureParams
+        from softmix.softmax_mixture.panel import MembershipParams
+
+        if self.membership_coef is not None:
+            return MembershipParams(self.membership_coef, self.atoms)
+        return SoftmaxMixtureParams(self.weights, self.atoms)
+
+
+def make_panel_softmax_mixture(
+    n_groups: int,
+    choices_per_group,
+    n_alternatives: int,
+    n_features: int,
+    n_components: int,
+    *,
+    n_covariates: int = 0,
+    separation: float = 1.0,
+    membership_scale: float = 1.0,
+    weights=None,
+    random_state=None,
+) -> PanelMixtureData:
+    """Simulate a panel softmax mixture (optionally with class-membership covariates).
+
+    Each group g draws a class ``z_g`` (from ``weights``, or from ``softmax(gamma [1, Z_g])``
+    with covariates) and then ``T_g`` i.i.d. choices from ``pi(theta_{z_g})``. The design and
+    atoms are those of :func:`make_softmax_mixture` (Gaussian design, atoms of norm
+    ``separation``).
+
+    Parameters
+    ----------
+    n_groups : int
+        G >= 1.
+    choices_per_group : int or array-like of int, shape (n_groups,)
+        ``T_g >= 1`` choices per group.
+    n_alternatives, n_features, n_components : int
+        p, L, K.
+    n_covariates : int
+        q >= 0; with q > 0, ``Z ~ N(0, I_q)`` and ``gamma`` has N(0, membership_scale^2)
+        slopes, intercepts ``log weights`` (last row 0).
+    separation, weights, random_state
+        As in :func:`make_softmax_mixture`.
+    membership_scale : float
+        Scale of the true membership slopes.
+
+    Returns
+    -------
+    PanelMixtureData
+    """
+    import scipy.sparse
+
+    from softmix.core.special import log_softmax
+
+    n_groups = check_int(n_groups, "n_groups", low=1)
+    n_covariates = check_int(n_covariates, "n_covariates", low=0)
+    membership_scale = check_float(membership_scale, "membership_scale", low=0.0)
+    per = np.asarray(choices_per_group)
+    if per.ndim == 0:
+        per = np.full(n_groups, check_int(int(per) if per.dtype.kind in "iu" else per,
+                                          "choices_per_group", low=1))
+    elif per.shape != (n_groups,) or per.dtype.kind not in "iu" or np.any(per < 1):
+        raise ValueError(
+            f"choices_per_group must be an int >= 1 or n_groups={n_groups} ints >= 1, got "
+            f"{per if per.size < 6 else per.shape}."
+        )
+    rng = check_random_state(random_state)
+    base = make_softmax_mixture(0, n_alternatives, n_features, n_components,
+                                separation=separation, weights=weights, random_state=rng)
+    features, atoms, w = base.features, base.atoms, base.weights
+    covariates, coef = None, None
+    if n_covariates:
+        covariates = rng.standard_normal((n_groups, n_covariates))
+        coef = np.zeros((n_components, n_covariates + 1))
+        logw = np.log(w)
+        coef[:, 0] = logw - logw[-1]
+        coef[:-1, 1:] = membership_scale * rng.standard_normal((n_components - 1, n_covariates))
+        prob = np.exp(log_softmax(np.column_stack([np.ones(n_groups), covariates]) @ coef.T,
+                                  axis=1))
+        cum = np.cumsum(prob, axis=1)
+        classes = np.minimum((cum < rng.random(n_groups)[:, None]).sum(axis=1),
+                             n_components - 1)
+        w = prob.mean(axis=0)
+    else:
+        classes = rng.choice(n_components, size=n_groups, p=w)
+    groups = np.repeat(np.arange(n_groups), per)
+    choices = np.empty(groups.size, dtype=np.int64)
+    cls_of_choice = classes[groups]
+    pi = np.exp(log_softmax(features @ atoms.T, axis=0))  # (p, K)
+    for k in range(n_components):
+        idx = np.flatnonzero(cls_of_choice == k)
+        if idx.size:
+            choices[idx] = rng.choice(n_alternatives, size=idx.size, p=pi[:, k] / pi[:, k].sum())
+    counts = scipy.sparse.csr_matrix((np.ones(groups.size), (groups, choices)),
+                                     shape=(n_groups, n_alternatives))
+    counts.sum_duplicates()
+    return PanelMixtureData(features, counts, choices, groups, covariates, classes, w, atoms,
+                            coef)
+
+
+# --- mixtures of experts with flexmix's options (issue 12): constant gate, gate covariates ----
+
+@_dataclass(frozen=True)
+class MoEOptionsData:
+    """A simulated constrained mixture of experts (see :func:`make_moe_options`).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The experts' covariates.
+    X_gate : ndarray of shape (n_samples, n_gate_features) or None
+        The gate's own covariates (None: the gate uses X, or is constant).
+    y : ndarray of shape (n_samples,)
+    z : ndarray of shape (n_samples,)
+        The true expert of each sample.
+    params : MoEParams
+        The truth on ``[1, X_gate, X]`` (or ``[1, X]``), zero where the options fix it, as
+        :attr:`MixtureOfExperts.params_` holds it.
+    layout : softmix.moe.options.Layout
+    """
+
+    X: np.ndarray
+    X_gate: np.ndarray | None
+    y: np.ndarray
+    z: np.ndarray
+    params: object
+    layout: object
+
+
+def make_moe_options(
+    n_samples: int,
+    n_features: int = 1,
+    n_experts: int = 2,
+    *,
+    n_gate_features: int | None = None,
+    gate: str = "softmax",
+    fit_intercept: bool = True,
+    variance: str = "free",
+    expert: str = "gaussian",
+    gate_scale: float = 1.5,
+    coef_scale: float = 2.0,
+    random_state=None,
+) -> MoEOptionsData:
+    """Simulate a mixture of experts with flexmix's options, returning the truth.
+
+    ``X ~ N(0, I_d)`` and ``X_gate ~ N(0, I_q)``; gate coefficients N(0, gate_scale^2) on the
+    gate's columns (intercepts only for ``gate="constant"``, last row 0); expert coefficients
+    N(0, coef_scale^2) on the experts' columns (intercept 0 with ``fit_intercept=False``);
+    Gaussian variances U[0.1, 0.5] (one shared value with ``variance="equal"``).
+
+    Parameters
+    ----------
+    n_samples, n_features, n_experts : int
+    n_gate_features : int, optional
+        q: the gate gets its own covariates ``X_gate`` (flexmix's concomitant variables).
+    gate, fit_intercept, variance
+        As in :class:`softmix.MixtureOfExperts`.
+    expert : {"gaussian", "logistic"}
+    gate_scale, coef_scale : float
+    random_state : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    MoEOptionsData
+    """
+    from softmix.moe.model import MoEParams, sample
+    from softmix.moe.options import Layout, check_options
+
+    n_samples = check_int(n_samples, "n_samples", low=1)
+    n_features = check_int(n_features, "n_features", low=1)
+    n_experts = check_int(n_experts, "n_experts", low=1)
+    if n_gate_features is not None:
+        n_gate_features = check_int(n_gate_features, "n_gate_features", low=1)
+    gate, fit_intercept, variance = check_options(gate, fit_intercept, variance)
+    if expert not in ("gaussian", "logistic"):
+        raise ValueError(f"expert must be 'gaussian' or 'logistic', got {expert!r}.")
+    gate_scale = check_float(gate_scale, "gate_scale", low=0.0)
+    coef_scale = check_float(coef_scale, "coef_scale", low=0.0)
+    rng = check_random_state(random_state)
+    layout = Layout(n_features, n_gate_features, gate, fit_intercept, variance)
+    width = layout.width + 1
+    gating = np.zeros((n_experts, width))
+    gating[:, layout.gate_mask] = gate_scale * rng.standard_normal(
+        (n_experts, int(layout.gate_mask.sum())))
+    gating[-1] = 0.0
+    coef = np.zeros((n_experts, width))
+    coef[:, layout.expert_mask] = coef_scale * rng.standard_normal(
+        (n_experts, int(layout.expert_mask.sum())))
+    var = None
+    if expert == "gaussian":
+        var = (np.full(n_experts, rng.uniform(0.1, 0.5)) if variance == "equal"
+               else rng.uniform(0.1, 0.5, n_experts))
+    params = MoEParams(gating, coef, var, expert)
+    X = rng.standard_normal((n_samples, n_features))
+    X_gate = None if n_gate_features is None else rng.standard_normal((n_samples, n_gate_features))
+    W = X if X_gate is None else np.hstack([X_gate, X])
+    y, z = sample(W, params, rng)
+    return MoEOptionsData(X, X_gate, y, z, params, layout)

@@ -8,6 +8,8 @@
 - :mod:`~softmix.moe.gradient`: gradient descent and gradient EM on the same objective;
 - :mod:`~softmix.moe.mirror`: the symmetric models, their mirror maps and the
   missing-information diagnostic (EM as mirror descent);
+- :mod:`~softmix.moe.options`: flexmix's options (constant gate, gate covariates, intercept-free
+  experts, equal variances, sample weights) as constraints on the same model;
 - :mod:`~softmix.moe.estimator`: the scikit-learn-style :class:`MixtureOfExperts`.
 """
 

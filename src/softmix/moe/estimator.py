@@ -20,6 +20,7 @@ from softmix._validation import (
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
+from softmix.moe import options as _options
 from softmix.moe.em import check_em_options, fit_em
 from softmix.moe.experts import EXPERTS, get_expert
 from softmix.moe.gating import add_intercept, gate_log_proba_design
@@ -60,6 +61,11 @@ def _encode_labels(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return idx
 
 
+def _logistic_float(expert: str, codes: np.ndarray) -> np.ndarray:
+    """Logistic experts take y as floats 0/1 (index of the label in ``classes_``)."""
+    return codes.astype(float) if expert == "logistic" else codes
+
+
 class _UnavailableError(ValueError, AttributeError):
     """A method that the estimator's configuration does not offer (``hasattr`` is False)."""
 
@@ -73,7 +79,8 @@ class MixtureOfExperts:
         Number of experts ``k``.
     expert : {"gaussian", "logistic", "multinomial"}, default="gaussian"
         Linear-Gaussian experts (regression, per-expert variance), binary logistic experts
-        (``y`` in {0, 1}) or multinomial logistic experts (integer class labels).
+        (``y`` any two labels, the larger in sorted order being the event, as in
+        scikit-learn) or multinomial logistic experts (integer or string class labels).
     solver : {"em", "gd", "gradient_em"}, default="em"
         ``"em"``: exact EM. ``"gd"`` and ``"gradient_em"`` are the gradient methods of
         :mod:`softmix.moe.gradient` (Fruytier, Mokhtari, Sanghavi 2025).
@@ -104,6 +111,14 @@ class MixtureOfExperts:
         ``callback(iteration, params, objective)`` after every iteration; truthy return stops.
     truth : MoEParams, optional
         The true parameters, only for ``init="near_truth"``.
+    gate : {"softmax", "constant"}, default="softmax"
+        ``"constant"``: weights that do not depend on x, the classic mixture of regressions
+        (flexmix's default ``FLXPconstant``); ``weights_`` holds them.
+    fit_intercept : bool, default=True
+        False: experts without intercept (their intercept column is fixed at 0).
+    variance : {"free", "equal"}, default="free"
+        Gaussian experts: one variance each, or one variance shared by all (flexmix's
+        ``FLXMRglmfix(varFix = TRUE)``).
     **solver_options
         Passed to the solver. EM: ``inner_max_iter`` (300), ``inner_tol`` (1e-10),
         ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (``1e-6 var(y)``). GD:
@@ -131,6 +146,15 @@ class MixtureOfExperts:
     fit_result_ : FitResult
         Everything else (stop reason, all restarts' objectives, degenerate experts...).
     n_features_in_ : int
+    weights_ : ndarray of shape (n_experts,)
+        Only with ``gate="constant"``: the mixing weights.
+
+    With ``gate="constant"``, ``fit_intercept=False``, ``variance="equal"``, ``X_gate`` or
+    ``sample_weight`` (:mod:`softmix.moe.options`; ``solver="em"`` only), ``params_`` is the
+    model on ``[1, X_gate, X]`` (or ``[1, X]``) with the constrained coefficients at 0,
+    ``gating_coef_`` the gate's coefficients on ``[1, X_gate]`` (shape (n_experts, 1) for a
+    constant gate) and ``expert_coef_`` those on ``[1, X]``; methods that take ``X`` then
+    take ``X_gate=`` too when the fit had it.
 
     Notes
     -----
@@ -169,6 +193,9 @@ class MixtureOfExperts:
         random_state: None | int | np.random.Generator = None,
         callback: Callable[[int, MoEParams, float], Any] | None = None,
         truth: MoEParams | None = None,
+        gate: str = "softmax",
+        fit_intercept: bool = True,
+        variance: str = "free",
         **solver_options: Any,
     ) -> None:
         self.n_experts = n_experts
@@ -182,11 +209,15 @@ class MixtureOfExperts:
         self.random_state = random_state
         self.callback = callback
         self.truth = truth
+        self.gate = gate
+        self.fit_intercept = fit_intercept
+        self.variance = variance
         self.solver_options = dict(solver_options)
 
     # ----------------------------------------------------------------- sklearn plumbing
     _PARAM_NAMES = ("n_experts", "expert", "solver", "init", "n_init", "max_iter", "tol",
-                    "ridge", "random_state", "callback", "truth")
+                    "ridge", "random_state", "callback", "truth", "gate", "fit_intercept",
+                    "variance")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters (including the solver options) as a dict."""
@@ -325,17 +356,17 @@ class MixtureOfExperts:
             )
         if fit:
             classes = np.unique(y)
-            if self.expert == "logistic" and not np.all(np.isin(classes, (0.0, 1.0))):
+            if self.expert == "logistic" and classes.size > 2:
                 raise ValueError(
-                    "y must hold labels in {0, 1} for logistic experts, got labels "
-                    f"{classes[:10].tolist()}. Recode y, or use expert='multinomial'."
+                    "y must hold two labels for logistic experts (the larger is the event, as "
+                    f"in scikit-learn), got {classes.size} labels such as "
+                    f"{classes[:10].tolist()}. Use expert='multinomial' for more classes."
                 )
             if classes.size < 2:
                 raise ValueError(
                     f"y must hold at least 2 classes for {self.expert!r} experts, got only "
                     f"{classes.tolist()}."
                 )
-            classes = np.array([0.0, 1.0]) if self.expert == "logistic" else classes
             if label_dtype.kind in "iub":  # classes_ (and predict, sample) keep y's dtype
                 classes = classes.astype(label_dtype)
         else:
@@ -351,12 +382,6 @@ class MixtureOfExperts:
 
     def _check_text_labels(self, raw: np.ndarray, n: int, fit: bool):
         """:meth:`_check_y` for string class labels (multinomial experts only)."""
-        if self.expert == "logistic":
-            raise ValueError(
-                f"y must hold labels in {{0, 1}} for logistic experts, got text labels such as "
-                f"{np.unique(raw.astype(str))[:3].tolist()}. Use expert='multinomial' (any "
-                "labels), or recode y to 0/1."
-            )
         if raw.ndim != 1:
             raise ValueError(f"y must be 1-D, got an array of shape {raw.shape}.")
         if raw.shape[0] != n:
@@ -372,24 +397,80 @@ class MixtureOfExperts:
                     f"y must hold at least 2 classes for {self.expert!r} experts, got only "
                     f"{classes.tolist()}."
                 )
-            return _encode_labels(labels, classes), classes
+            if self.expert == "logistic" and classes.size > 2:
+                raise ValueError(
+                    f"y must hold two labels for logistic experts, got {classes.size} text "
+                    f"labels such as "
+                    f"{classes[:5].tolist()}. Use expert='multinomial' for more classes."
+                )
+            return _logistic_float(self.expert, _encode_labels(labels, classes)), classes
         if self.classes_.dtype.kind not in "US":
             raise ValueError(
                 f"y holds text labels but the model was fitted on numeric labels (classes_ = "
                 f"{self.classes_[:10].tolist()}); pass labels from classes_."
             )
-        return _encode_labels(labels, self.classes_)
+        return _logistic_float(self.expert, _encode_labels(labels, self.classes_))
+
+    def _check_options(self, X: np.ndarray, X_gate: Any, sample_weight: Any):
+        """``(layout, [1, W], sample_weight)`` of the flexmix-style options, or
+        ``(None, None, None)`` for the ordinary model (:mod:`softmix.moe.options`)."""
+        gate, fit_intercept, variance = _options.check_options(self.gate, self.fit_intercept,
+                                                               self.variance)
+        Xg = None if X_gate is None else self._check_X_gate(X_gate, X.shape[0], None)
+        weight = _options.check_sample_weight(sample_weight, X.shape[0])
+        layout = _options.Layout(X.shape[1], None if Xg is None else Xg.shape[1], gate,
+                                 fit_intercept, variance)
+        if layout.is_default and weight is None:
+            return None, None, None
+        if self.solver != "em":
+            raise ValueError(
+                f"gate={gate!r}, fit_intercept={fit_intercept}, variance={variance!r}, X_gate "
+                f"and sample_weight need solver='em' (got solver={self.solver!r}); use "
+                "solver='em', or the defaults with the gradient solvers."
+            )
+        return layout, layout.design(X, Xg), weight
+
+    def _check_X_gate(self, X_gate: Any, n: int, width: int | None) -> np.ndarray:
+        Xg = check_array(X_gate, "X_gate", ndim=2)
+        if Xg.shape[0] != n:
+            raise ValueError(f"X_gate must have one row per row of X ({n}), got shape "
+                             f"{Xg.shape}.")
+        if width is not None and Xg.shape[1] != width:
+            raise ValueError(f"X_gate has {Xg.shape[1]} column(s) but the model was fitted "
+                             f"with {width}.")
+        check_scale(Xg, "X_gate")
+        return Xg
+
+    def _design1(self, X: np.ndarray, X_gate: Any) -> np.ndarray:
+        """The fitted model's design ``[1, W]`` for validated ``X`` (and ``X_gate``)."""
+        layout = getattr(self, "_layout", None)
+        q = None if layout is None else layout.n_gate_features
+        if q is None:
+            if X_gate is not None:
+                raise ValueError("X_gate given, but the model was fitted without X_gate (its "
+                                 "gate uses X); drop X_gate or refit with it.")
+            return add_intercept(X) if layout is None else layout.design(X, None)
+        if X_gate is None:
+            raise ValueError(f"the model was fitted with X_gate ({q} column(s)); pass "
+                             "X_gate= (the gate's covariates) here too.")
+        return layout.design(X, self._check_X_gate(X_gate, X.shape[0], q))
 
     # ----------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any) -> MixtureOfExperts:
+    def fit(self, X: Any, y: Any, *, X_gate: Any = None,
+            sample_weight: Any = None) -> MixtureOfExperts:
         """Fit the mixture of experts to ``(X, y)``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-            Real responses (Gaussian), {0, 1} (logistic) or class labels (multinomial: integers
+            Real responses (Gaussian), any two labels (logistic: the larger one, in sorted
+            order, is the event, as in scikit-learn) or class labels (multinomial: integers
             or strings).
+        X_gate : array-like of shape (n_samples, n_gate_features), optional
+            Covariates of the gate (flexmix's concomitant variables); default: the gate uses X.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative observation weights: the fit maximises ``sum_j w_j log p(y_j|x_j)``.
 
         Returns
         -------
@@ -404,7 +485,10 @@ class MixtureOfExperts:
         n, d = X.shape
         expert = EXPERTS[self.expert]
         n_classes = classes.size if self.expert == "multinomial" else None
+        layout, W1, weight = self._check_options(X, X_gate, sample_weight)
         n_params = (self.n_experts - 1) * (d + 1) + self.n_experts * expert.n_params(d, n_classes)
+        if layout is not None:
+            n_params = layout.n_free_parameters(self.expert, self.n_experts, n_classes)
         if n < n_params:
             raise ValueError(
                 f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
@@ -412,8 +496,8 @@ class MixtureOfExperts:
                 "defined. Use more samples or fewer experts."
             )
         if isinstance(self.init, MoEParams):
-            check_params(self.init, n_features=d, expert=self.expert, n_classes=n_classes,
-                         name="init")
+            check_params(self.init, n_features=d if layout is None else layout.width,
+                         expert=self.expert, n_classes=n_classes, name="init")
             if self.init.n_experts != self.n_experts:
                 raise ValueError(
                     f"init has {self.init.n_experts} experts but n_experts={self.n_experts}."
@@ -433,6 +517,11 @@ class MixtureOfExperts:
                     variance_floor=options.get("variance_floor"), truth=self.truth,
                 )
                 name = self.init
+            if layout is not None:
+                return _options.fit_estimator_run(
+                    layout, X, W1, y_enc, params0, isinstance(self.init, MoEParams),
+                    sample_weight=weight, max_iter=self.max_iter, tol=self.tol,
+                    ridge=self.ridge, callback=self.callback, init_method=name, **options)
             return solver(X, y_enc, params0, max_iter=self.max_iter, tol=self.tol,
                           ridge=self.ridge, callback=self.callback, init_method=name,
                           **options)
@@ -446,8 +535,14 @@ class MixtureOfExperts:
             self.classes_ = classes
         self.fit_result_ = result
         self.params_ = result.params
+        self._layout = layout
         self.gating_coef_ = np.array(result.params.gating)
         self.expert_coef_ = np.array(result.params.expert_coef)
+        if layout is not None:
+            self.gating_coef_ = layout.gate_coef(result.params.gating)
+            self.expert_coef_ = layout.expert_coef(result.params.expert_coef)
+        self.weights_ = (np.exp(gate_log_proba_design(np.ones((1, 1)), self.gating_coef_))[0]
+                         if self.gate == "constant" else None)
         self.expert_variance_ = (None if result.params.expert_variance is None
                                  else np.array(result.params.expert_variance))
         # every solver reports it; the fallback (an extra pass over the data) only runs if not
@@ -460,21 +555,22 @@ class MixtureOfExperts:
         return self
 
     # ----------------------------------------------------------------- predictions
-    def _log_lik(self, X: np.ndarray, y_enc: np.ndarray) -> np.ndarray:
-        return logsumexp(log_joint_design(add_intercept(X), y_enc, self.params_), axis=1)
+    def _log_lik(self, X: np.ndarray, y_enc: np.ndarray, X_gate: Any = None) -> np.ndarray:
+        return logsumexp(log_joint_design(self._design1(X, X_gate), y_enc, self.params_),
+                         axis=1)
 
-    def gate_proba(self, X: Any) -> np.ndarray:
+    def gate_proba(self, X: Any, X_gate: Any = None) -> np.ndarray:
         """Gate probabilities ``P(z = i | x)``, shape (n_samples, n_experts)."""
         check_fitted(self)
         X = self._check_X(X)
-        return np.exp(gate_log_proba_design(add_intercept(X), self.params_.gating))
+        return np.exp(gate_log_proba_design(self._design1(X, X_gate), self.params_.gating))
 
-    def posterior(self, X: Any, y: Any) -> np.ndarray:
+    def posterior(self, X: Any, y: Any, X_gate: Any = None) -> np.ndarray:
         """Posterior expert probabilities ``P(z = i | x, y)``, shape (n_samples, n_experts)."""
         check_fitted(self)
         X = self._check_X(X)
         y_enc = self._check_y(y, X.shape[0], fit=False)
-        lj = log_joint_design(add_intercept(X), y_enc, self.params_)
+        lj = log_joint_design(self._design1(X, X_gate), y_enc, self.params_)
         return np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
 
     @property
@@ -494,10 +590,10 @@ class MixtureOfExperts:
             )
         return self._predict_proba
 
-    def _predict_proba(self, X: Any) -> np.ndarray:
+    def _predict_proba(self, X: Any, X_gate: Any = None) -> np.ndarray:
         check_fitted(self)
         X = self._check_X(X)
-        X1 = add_intercept(X)
+        X1 = self._design1(X, X_gate)
         gate = np.exp(gate_log_proba_design(X1, self.params_.gating))
         means = EXPERTS[self.expert].mean(X1, self.params_.expert_coef)
         if self.expert == "logistic":
@@ -505,7 +601,7 @@ class MixtureOfExperts:
             return np.column_stack([1.0 - p1, p1])
         return np.einsum("nk,nkc->nc", gate, means)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, X_gate: Any = None) -> np.ndarray:
         """Conditional mean ``E[y | x]`` (Gaussian experts) or most probable class.
 
         Returns
@@ -514,37 +610,42 @@ class MixtureOfExperts:
         """
         check_fitted(self)
         if self.expert != "gaussian":
-            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+            return self.classes_[np.argmax(self.predict_proba(X, X_gate), axis=1)]
         X = self._check_X(X)
-        X1 = add_intercept(X)
+        X1 = self._design1(X, X_gate)
         gate = np.exp(gate_log_proba_design(X1, self.params_.gating))
         return np.sum(gate * EXPERTS["gaussian"].mean(X1, self.params_.expert_coef), axis=1)
 
-    def score(self, X: Any, y: Any) -> float:
+    def score(self, X: Any, y: Any, X_gate: Any = None) -> float:
         """Mean log-likelihood per sample, ``(1/n) sum_j log p(y_j | x_j)``."""
-        return float(np.mean(self.score_samples(X, y)))
+        return float(np.mean(self.score_samples(X, y, X_gate)))
 
-    def score_samples(self, X: Any, y: Any) -> np.ndarray:
+    def score_samples(self, X: Any, y: Any, X_gate: Any = None) -> np.ndarray:
         """``log p(y_j | x_j)`` per sample, shape (n_samples,)."""
         check_fitted(self)
         X = self._check_X(X)
-        return self._log_lik(X, self._check_y(y, X.shape[0], fit=False))
+        return self._log_lik(X, self._check_y(y, X.shape[0], fit=False), X_gate)
 
     def n_parameters(self) -> int:
         """Free parameters of the fitted model (gating rows ``0..k-2``, experts)."""
         check_fitted(self)
+        layout = getattr(self, "_layout", None)
+        if layout is not None:
+            return layout.n_free_parameters(self.expert, self.params_.n_experts,
+                                            self.params_.n_classes)
         return self.params_.n_free_parameters
 
-    def bic(self, X: Any, y: Any) -> float:
+    def bic(self, X: Any, y: Any, X_gate: Any = None) -> float:
         """Bayesian information criterion ``-2 log L + n_parameters log n`` (lower is better)."""
-        log_lik = self.score_samples(X, y)  # validates X and y first
+        log_lik = self.score_samples(X, y, X_gate)  # validates X and y first
         return -2.0 * float(log_lik.sum()) + self.n_parameters() * np.log(log_lik.size)
 
-    def aic(self, X: Any, y: Any) -> float:
+    def aic(self, X: Any, y: Any, X_gate: Any = None) -> float:
         """Akaike information criterion ``-2 log L + 2 n_parameters`` (lower is better)."""
-        return -2.0 * float(self.score_samples(X, y).sum()) + 2.0 * self.n_parameters()
+        return -2.0 * float(self.score_samples(X, y, X_gate).sum()) + 2.0 * self.n_parameters()
 
-    def sample(self, X: Any, random_state: None | int | np.random.Generator = None) -> tuple:
+    def sample(self, X: Any, random_state: None | int | np.random.Generator = None,
+               X_gate: Any = None) -> tuple:
         """Draw responses at the given inputs from the fitted model.
 
         Parameters
@@ -563,7 +664,8 @@ class MixtureOfExperts:
         check_fitted(self)
         X = self._check_X(X)
         rng = check_random_state(random_state)
-        y, z = _sample(X, self.params_, rng)
+        W1 = self._design1(X, X_gate)
+        y, z = _sample(W1[:, 1:], self.params_, rng)
         if self.expert != "gaussian":
             y = self.classes_[np.asarray(y, dtype=np.intp)]
         return y, z

@@ -16,9 +16,11 @@ from softmix.softmax_mixture.model import (
     sample_counts,
     unidentified_directions,
 )
+from softmix.softmax_mixture.panel import MembershipParams
 
 __all__ = [
     "INITIALISERS",
+    "MembershipParams",
     "SoftmaxMixture",
     "SoftmaxMixtureParams",
     "fit_em",

@@ -18,6 +18,7 @@ from softmix._validation import (
 )
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
+from softmix.softmax_mixture import panel as _panel
 from softmix.softmax_mixture.em import (
     DEFAULT_MAX_ITER,
     DEFAULT_TOL,
@@ -53,9 +54,10 @@ class SoftmaxMixture:
         Starting point: a name registered in
         :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``, and the moment-based
         warm starts when installed), or parameters (``SoftmaxMixtureParams`` or a dict with
-        ``weights`` (K,) and ``atoms`` (K, L)). Use ``"auto"`` (or ``n_init``) when atoms are
-        crowded (K > L). Why ``"random"`` is the default: docs/guide/softmax-mixture.md
-        ("Defaults and why").
+        ``weights`` (K,) and ``atoms`` (K, L)); with ``covariates``, also a
+        :class:`~softmix.softmax_mixture.panel.MembershipParams`. Use ``"auto"`` (or
+        ``n_init``) when atoms are crowded (K > L). Why ``"random"`` is the default:
+        docs/guide/softmax-mixture.md ("Defaults and why").
     n_init : int, default=1
         Number of runs from independent starts (spawned generators); the best
         log-likelihood is kept, every run's final value is in ``fit_result_.all_objectives``.
@@ -120,6 +122,14 @@ class SoftmaxMixture:
         Unidentified directions of the design (0 normally; see Notes).
     n_features_in_ : int
         L, the number of columns of the training design (scikit-learn's name).
+    membership_coef_ : ndarray of shape (n_components, n_covariates + 1) or None
+        Fit with ``covariates``: class weights ``softmax_k(membership_coef_ @ [1, z])``
+        (column 0 the intercept, last row 0: the reference class); ``weights_`` is then their
+        mean over the training groups. None otherwise.
+    n_groups_ : int or None
+        Number of groups of a panel fit (None otherwise).
+    group_ids_ : ndarray or None
+        Sorted distinct ``groups`` labels of a fit with ``groups`` (row order of the panel).
 
     Notes
     -----
@@ -259,8 +269,9 @@ class SoftmaxMixture:
             "EM (one EM iteration per iteration, e.g. to study EM itself)."
         )
 
-    def fit(self, features: Any, choices: Any = None, *, counts: Any = None) -> SoftmaxMixture:
-        """Fit by EM from ``choices`` (N,) or ``counts`` (p,) (exactly one).
+    def fit(self, features: Any, choices: Any = None, *, counts: Any = None,
+            groups: Any = None, covariates: Any = None) -> SoftmaxMixture:
+        """Fit by EM from ``choices`` (N,) or ``counts`` (p,) or (n_groups, p) (exactly one).
 
         Parameters
         ----------
@@ -268,13 +279,23 @@ class SoftmaxMixture:
             Known features of the p alternatives (finite).
         choices : array-like of int, shape (n_samples,), optional
             The chosen alternative of each observation, in ``[0, n_alternatives)``.
-        counts : array-like of shape (n_alternatives,), optional
-            How often each alternative was chosen (non-negative integers, not all zero).
+        counts : array-like of shape (n_alternatives,) or (n_groups, n_alternatives), optional
+            How often each alternative was chosen (non-negative integers, not all zero); a 2-D
+            array or scipy.sparse matrix is a panel: row g holds group g's counts.
+        groups : array-like of shape (n_samples,), optional
+            Group (person) of each choice: a group makes several choices and keeps one class
+            (:mod:`softmix.softmax_mixture.panel`). Rows of the panel are the sorted distinct
+            labels (``group_ids_``).
+        covariates : array-like of shape (n_groups, n_covariates), optional
+            Class-membership covariates: the class weights become ``softmax(gamma [1, z_g])``
+            (``membership_coef_``); (n_samples, n_covariates) without groups.
 
         Returns
         -------
         self
         """
+        if _panel.is_panel_call(counts, groups, covariates):
+            return _panel.fit_estimator(self, features, choices, counts, groups, covariates)
         features = check_features(features)
         n = to_counts(features, choices, counts)
         hp = self._check_hyperparameters(features.shape[0])
@@ -308,6 +329,7 @@ class SoftmaxMixture:
         self.n_samples_ = int(n.sum())
         self.n_unidentified_ = design.n_unidentified
         self.n_features_in_ = features.shape[1]
+        self.membership_coef_, self.n_groups_, self.group_ids_ = None, None, None
         return self
 
     # -- fitted-model methods ----------------------------------------------------------------
@@ -324,7 +346,8 @@ class SoftmaxMixture:
             )
         return features
 
-    def predict_proba(self, choices: Any, *, features: Any = None) -> np.ndarray:
+    def predict_proba(self, choices: Any = None, *, features: Any = None, counts: Any = None,
+                      groups: Any = None, covariates: Any = None) -> np.ndarray:
         """Posterior class probabilities ``P(Z = k | Y = choice)`` for each choice.
 
         Parameters
@@ -332,53 +355,81 @@ class SoftmaxMixture:
         choices : array-like of int, shape (n_samples,)
         features : array-like of shape (n_alternatives, n_features), optional
             Design the choices refer to (default: the training design).
+        counts, groups, covariates : optional
+            Panel data as in :meth:`fit`: then the posterior of each *group* given all its
+            choices (and covariates), shape (n_groups, n_components), rows in sorted group
+            order (or the rows of ``counts``). Needed (``covariates``) for a model fit with
+            covariates.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_components)
+        ndarray of shape (n_samples, n_components) or (n_groups, n_components)
         """
+        if _panel.is_panel_call(counts, groups, covariates):
+            x, data = _panel.estimator_panel_data(self, features, choices, counts, groups,
+                                                  covariates)
+            return np.exp(_panel.panel_log_responsibilities(x, data, self.params_))
+        _panel.require_no_covariates(self, "predict_proba")
         x = self._features(features)
         choices = check_choices(choices, x.shape[0])
         return np.exp(log_responsibilities(x, self.params_))[choices]
 
-    def predict(self, choices: Any, *, features: Any = None) -> np.ndarray:
-        """Most probable class of each choice, shape (n_samples,)."""
-        return np.argmax(self.predict_proba(choices, features=features), axis=1)
+    def predict(self, choices: Any = None, *, features: Any = None, **panel: Any) -> np.ndarray:
+        """Most probable class of each choice (or group: ``counts``/``groups``/``covariates``
+        as in :meth:`predict_proba`), shape (n_samples,) or (n_groups,)."""
+        return np.argmax(self.predict_proba(choices, features=features, **panel), axis=1)
 
-    def score(self, features: Any = None, choices: Any = None, *, counts: Any = None) -> float:
+    def score(self, features: Any = None, choices: Any = None, *, counts: Any = None,
+              groups: Any = None, covariates: Any = None) -> float:
         """Mean log-likelihood per observation, ``sum_j n_j log P(Y = j) / N``.
 
         Signature mirrors :meth:`fit`: ``score(features, choices)`` or
-        ``score(features, counts=...)``; ``features=None`` uses the training design.
+        ``score(features, counts=...)``; ``features=None`` uses the training design. On panel
+        data the panel log-likelihood divided by the number of choices.
         """
+        if _panel.is_panel_call(counts, groups, covariates):
+            x, data = _panel.estimator_panel_data(self, features, choices, counts, groups,
+                                                  covariates)
+            return _panel.panel_log_likelihood(x, data, self.params_) / data.n_choices
+        _panel.require_no_covariates(self, "score")
         x = self._features(features)
         n = to_counts(x, choices, counts)
         return log_likelihood(x, n, self.params_) / n.sum()
 
     def _n_parameters(self) -> int:
         k, length = self.atoms_.shape
-        return k - 1 + k * (length - self.n_unidentified_)
+        coef = getattr(self, "membership_coef_", None)  # (k - 1)(q + 1) with covariates
+        n_membership = k - 1 if coef is None else (k - 1) * coef.shape[1]
+        return n_membership + k * (length - self.n_unidentified_)
 
-    def _total_loglik(self, features, choices, counts) -> tuple[float, float]:
+    def _total_loglik(self, features, choices, counts, groups=None,
+                      covariates=None) -> tuple[float, float]:
         if features is None and choices is None and counts is None:
             check_fitted(self)
             return self.log_likelihood_, float(self.n_samples_)
+        if _panel.is_panel_call(counts, groups, covariates):
+            x, data = _panel.estimator_panel_data(self, features, choices, counts, groups,
+                                                  covariates)
+            return _panel.panel_log_likelihood(x, data, self.params_), data.n_choices
+        _panel.require_no_covariates(self, "bic/aic")
         x = self._features(features)
         n = to_counts(x, choices, counts)
         return log_likelihood(x, n, self.params_), float(n.sum())
 
-    def bic(self, features: Any = None, choices: Any = None, *, counts: Any = None) -> float:
+    def bic(self, features: Any = None, choices: Any = None, *, counts: Any = None,
+            groups: Any = None, covariates: Any = None) -> float:
         """Bayesian information criterion ``-2 loglik + n_params log N`` (lower is better).
 
         With no argument, on the training data; otherwise on ``(features, choices | counts)``.
         ``n_params = K - 1 + K (L - r)``, r the number of unidentified directions.
         """
-        loglik, n = self._total_loglik(features, choices, counts)
+        loglik, n = self._total_loglik(features, choices, counts, groups, covariates)
         return -2.0 * loglik + self._n_parameters() * math.log(n)
 
-    def aic(self, features: Any = None, choices: Any = None, *, counts: Any = None) -> float:
+    def aic(self, features: Any = None, choices: Any = None, *, counts: Any = None,
+            groups: Any = None, covariates: Any = None) -> float:
         """Akaike information criterion ``-2 loglik + 2 n_params`` (lower is better)."""
-        loglik, _ = self._total_loglik(features, choices, counts)
+        loglik, _ = self._total_loglik(features, choices, counts, groups, covariates)
         return -2.0 * loglik + 2.0 * self._n_parameters()
 
     def sample(self, n_samples: int, random_state: Any = None) -> np.ndarray:
@@ -388,6 +439,7 @@ class SoftmaxMixture:
         :func:`softmix.softmax_mixture.model.sample_choices` / ``sample_counts``.)
         """
         check_fitted(self)
+        _panel.require_no_covariates(self, "sample")
         return sample_choices(self.features_, self.params_, n_samples,
                               check_random_state(random_state))
 
@@ -401,6 +453,8 @@ class SoftmaxMixture:
             (n_alternatives, n_components): ``pi_j(theta_k)``.
         """
         x = self._features(features)
+        if not per_class:
+            _panel.require_no_covariates(self, "choice_probabilities")
         if per_class:
             return np.exp(log_class_probabilities(x, self.params_.atoms))
         return np.exp(log_mixture_probabilities(x, self.params_))
