@@ -516,6 +516,23 @@ def start_from_posteriors(design: Design, data: PanelData, resp: np.ndarray, *,
 
 # ---------------------------------------------------------------------------- estimator glue
 
+def canonical_panel_params(params, data: PanelData):
+    """``params`` with components in the canonical order of unpanelled fits.
+
+    :class:`SoftmaxMixtureParams`: :meth:`SoftmaxMixtureParams.canonical` (decreasing weight).
+    :class:`MembershipParams`: decreasing mean class weight over the groups, ties by the atoms'
+    coordinates; the membership coefficients are re-gauged so that the new last class is the
+    reference (its row 0), which leaves every group's class weights unchanged.
+    """
+    if isinstance(params, SoftmaxMixtureParams):
+        return params.canonical()
+    mean_w = np.exp(membership_log_weights(params, data.covariates, data.n_groups)).mean(axis=0)
+    keys = [params.atoms[:, i] for i in range(params.n_features - 1, -1, -1)] + [-mean_w]
+    order = np.lexsort(keys)
+    coef = params.coef[order] - params.coef[order][-1]
+    return MembershipParams(coef, params.atoms[order])
+
+
 def is_panel_call(counts: Any, groups: Any, covariates: Any) -> bool:
     """Whether :meth:`SoftmaxMixture.fit` takes the panel path (groups, covariates or 2-D /
     sparse counts)."""
@@ -573,6 +590,8 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
         )
 
     result = fit_with_restarts(fit_one, hp["n_init"], rng)
+    if result.stop_reason != "init":  # the canonical order of SoftmaxMixture.fit
+        result.params = canonical_panel_params(result.params, data)
     params = result.params
     est.fit_result_ = result
     est.params_ = params
