@@ -3,6 +3,7 @@
 Public API re-exports and ``__version__`` only.
 """
 
+from softmix.choice.estimator import LatentClassLogit
 from softmix.exceptions import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
+    "LatentClassLogit",
     "MixtureOfExperts",
     "NotFittedError",
     "SoftmaxMixture",

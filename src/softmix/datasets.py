@@ -545,3 +545,5 @@ def make_moe(
     X = rng.standard_normal((n_samples, n_features))
     y, _ = sample(X, params, rng)
     return X, y, params
+
+from softmix.choice.datasets import make_latent_class_logit  # noqa: F401  (choice data)
