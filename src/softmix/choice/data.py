@@ -121,6 +121,11 @@ def _ids(value: Any, name: str, n_rows: int) -> np.ndarray:
     return arr
 
 
+def _show(value: Any) -> str:
+    """An id as the user wrote it (``10``, ``'a'``), not NumPy's ``np.int64(10)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _per_row(value: Any, name: str, n_rows: int, *, ndim: int) -> np.ndarray:
     arr = check_array(value, name, ndim=(1, 2) if ndim == 2 else 1)
     if arr.ndim == 1 and ndim == 2:
@@ -141,7 +146,7 @@ def _constant_within(values: np.ndarray, seg_starts: np.ndarray, name: str, what
     bad = np.flatnonzero(np.any(lo != hi, axis=1))
     if bad.size:
         raise ValueError(
-            f"{name} must be constant within each {what}; {what} {ids[bad[0]]!r} has "
+            f"{name} must be constant within each {what}; {what} {_show(ids[bad[0]])} has "
             f"different values ({bad.size} {what}(s) in all). Give one value per {what}."
         )
     first = v[seg_starts]
@@ -208,7 +213,7 @@ def prepare_choice_data(
         s = bad[0]
         raise ValueError(
             f"chosen must mark exactly one alternative per situation; situation "
-            f"{situation_ids[s]!r} has {int(per_sit[s])} chosen ({bad.size} situation(s) in "
+            f"{_show(situation_ids[s])} has {int(per_sit[s])} chosen ({bad.size} situation(s) in "
             "all). Fix or drop those situations."
         )
 
