@@ -32,10 +32,9 @@ def test_panel_condlogit_with_concomitant_reaches_flexmix():
                                   random_state=3)
     d = {"X": sim.X, "chosen": sim.chosen, "situation": sim.situations, "id": sim.groups + 1}
     resp0 = np.eye(2)[np.random.default_rng(0).integers(0, 2, size=150)]
-    ll_fm, _, _ = bench_choice.flexmix_fit(d, sim.covariates, 2, resp0, 1e-10)
+    ll_fm, _, iters = bench_choice.flexmix_fit(d, sim.covariates, 2, resp0, 1e-8, iter_max=300)
     ours = LatentClassLogit(2, init=resp0, tol=1e-10).fit(
         sim.X, sim.chosen, sim.situations, groups=sim.groups + 1, covariates=sim.covariates)
     assert ours.converged_
-    assert np.isfinite(ll_fm)
-    # measured: -375.977 (ours) vs -376.286 (flexmix) from this start
+    assert np.isfinite(ll_fm) and iters < 300  # flexmix converged
     assert ours.log_likelihood_ >= ll_fm - 1e-6 * abs(ll_fm)

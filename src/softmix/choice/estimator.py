@@ -97,6 +97,8 @@ class LatentClassLogit:
         ``g' (-H)^{-1} g / 2`` of the observed log-likelihood at the optimum (analytic score and
         Hessian, :mod:`softmix.choice.likelihood`): the gain in nats still available, scale-free
         (``inf`` where ``-H`` is not positive definite). It is reported, not used to stop.
+        With ``ridge > 0`` (a penalised objective) it is not computed: ``criterion`` stays
+        ``"relative_change"`` and ``criterion_value`` NaN.
     groups_ : ndarray of shape (n_groups,)
         Sorted group ids (the situation ids when no ``groups`` was given): the rows of
         :meth:`predict_proba` without arguments.
