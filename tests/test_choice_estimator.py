@@ -190,3 +190,33 @@ def test_hyperparameter_and_state_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(m.score(X, chosen, situations))
+
+
+def test_fitted_model_is_a_stationary_point_of_the_likelihood_protocol():
+    from softmix.choice import likelihood as lk
+
+    d = make_latent_class_logit(200, 4, 4, 2, 2, n_covariates=1, random_state=9,
+                                coef=[[1.5, -1.0], [-1.0, 1.5]])
+    m = _fit(d, n_init=2, tol=1e-12)
+    theta = lk.to_vector(m.params_)
+    assert lk.loglik(theta, m.data_, 2) == pytest.approx(m.log_likelihood_, rel=1e-12)
+    g = lk.score(theta, m.data_, 2)
+    h = lk.hessian(theta, m.data_, 2)
+    assert np.all(np.linalg.eigvalsh(-h) > 0)  # a strict local maximum
+    assert np.max(np.abs(g)) < 1e-3
+    se = np.sqrt(np.diag(np.linalg.inv(-h)))
+    assert np.all(np.isfinite(se)) and np.all(se < 1.0)
+
+
+def test_a_separable_membership_model_warns_and_ridge_fixes_it():
+    from softmix.exceptions import SoftmixWarning
+
+    # two nearly equal classes: the best split is a hard one on the covariate (gamma -> inf)
+    d = make_latent_class_logit(200, 4, 4, 2, 2, n_covariates=1, random_state=9)
+    with pytest.warns(SoftmixWarning, match="separable"):
+        m = _fit(d, n_init=2, tol=1e-12)
+    assert m.fit_result_.criterion_value == np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = _fit(d, n_init=2, tol=1e-12, ridge=1.0)
+    assert np.max(np.abs(r.membership_coef_)) < 10

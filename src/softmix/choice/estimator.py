@@ -30,7 +30,7 @@ from softmix.choice.model import (
 from softmix.core.em import run_em
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
-from softmix.exceptions import DegenerateComponentWarning
+from softmix.exceptions import DegenerateComponentWarning, SoftmixWarning
 
 __all__ = ["LatentClassLogit"]
 
@@ -103,6 +103,11 @@ class LatentClassLogit:
         Sorted group ids (the situation ids when no ``groups`` was given): the rows of
         :meth:`predict_proba` without arguments.
     n_groups_, n_situations_, n_features_in_, n_covariates_ : int
+    data_ : ChoiceData
+        The validated, sorted training data: with ``theta = likelihood.to_vector(params_)``,
+        ``softmix.choice.likelihood.hessian(theta, data_, n_classes)`` and
+        ``score(theta, data_, n_classes, per_group=True)`` give observed-information and
+        sandwich / cluster standard errors.
 
     Notes
     -----
@@ -291,6 +296,15 @@ class LatentClassLogit:
         if theta is not None and ridge == 0.0:
             result.criterion = "newton_decrement"
             result.criterion_value = lik.newton_decrement(theta, data, k)
+        if result.criterion == "newton_decrement" and not np.isfinite(result.criterion_value):
+            warnings.warn(
+                "LatentClassLogit: the observed information is singular at the returned "
+                "parameters (not a strict local maximum): a class may be (nearly) empty, two "
+                "classes equal, or the membership model separable (max |membership_coef_| = "
+                f"{np.max(np.abs(params.membership_coef)):.3g}). Use ridge > 0, fewer classes "
+                "or other starts; standard errors are not available here.",
+                SoftmixWarning, stacklevel=2,
+            )
         log_resp, loglik, _ = e_step(params, data)
         mass = np.exp(log_resp).sum(axis=0)
         empty = np.flatnonzero(mass < 1e-8 * data.n_groups)
@@ -322,6 +336,7 @@ class LatentClassLogit:
         self.n_covariates_ = q
         self.n_weight_ = data.total_weight
         self.posteriors_ = np.exp(log_resp)
+        self.data_ = data
         return self
 
     @classmethod
