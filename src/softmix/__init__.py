@@ -3,6 +3,7 @@
 Public API re-exports and ``__version__`` only.
 """
 
+from softmix.choice.estimator import LatentClassLogit
 from softmix.exceptions import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -21,6 +22,7 @@ __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "InferenceResult",
+    "LatentClassLogit",
     "MixtureOfExperts",
     "NotFittedError",
     "SelectionResult",

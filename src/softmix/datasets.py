@@ -780,3 +780,6 @@ def make_moe_options(
     W = X if X_gate is None else np.hstack([X_gate, X])
     y, z = sample(W, params, rng)
     return MoEOptionsData(X, X_gate, y, z, params, layout)
+
+
+from softmix.choice.datasets import make_latent_class_logit  # noqa: F401  (choice data)
