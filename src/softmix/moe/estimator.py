@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from softmix.moe.gradient import fit_gd, fit_gradient_em
 from softmix.moe.init import INITIALISERS, initialize
 from softmix.moe.model import MoEParams, check_params, log_joint_design
 from softmix.moe.model import sample as _sample
+from softmix.moe.standardize import Standardizer, fit_standardizer
 
 __all__ = ["SOLVERS", "MixtureOfExperts"]
 
@@ -57,6 +59,20 @@ def _encode_labels(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
             f"(classes_ = {classes[:10].tolist()})."
         )
     return idx
+
+
+def _to_user_units(result: FitResult, std: Standardizer, shift: float) -> FitResult:
+    """A fit in internal coordinates -> the same fit in the user's units: parameters mapped
+    back, objectives (log-likelihoods) minus ``shift = n log s_y``."""
+    extra = dict(result.extra)
+    extra["internal_params"] = result.params
+    if extra.get("log_likelihood") is not None:
+        extra["log_likelihood"] = float(extra["log_likelihood"]) - shift
+    return dataclasses.replace(
+        result, params=std.params_out(result.params), objective=result.objective - shift,
+        history=result.history - shift, extra=extra,
+        all_objectives=None if result.all_objectives is None else result.all_objectives - shift,
+    )
 
 
 class _UnavailableError(ValueError, AttributeError):
@@ -95,7 +111,8 @@ class MixtureOfExperts:
         with a ConvergenceWarning (the gradient norm must fall below 1e-2 of the start's).
     ridge : float, default=0.0
         L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients
-        (a MAP fit; keeps them finite on separable data).
+        of the standardised columns (a MAP fit; keeps them finite on separable data, the remedy
+        the separation warning names).
     random_state : None, int or numpy.random.Generator
         Seed of the initialisations (restarts get spawned child streams); an int gives the
         same fit every time. :meth:`sample` takes its own ``random_state``.
@@ -128,11 +145,30 @@ class MixtureOfExperts:
     history_ : ndarray of shape (n_iter_ + 1,)
         Objective (penalised log-likelihood) after each iteration.
     fit_result_ : FitResult
-        Everything else (stop reason, all restarts' objectives, degenerate experts...).
+        Everything else (stop reason, all restarts' objectives, degenerate experts...), in the
+        user's units; ``fit_result_.extra["internal_params"]`` holds the parameters in the
+        internal coordinates of ``standardizer_``.
     n_features_in_ : int
+    n_parameters_ : int
+        Identified free parameters (what :meth:`bic` / :meth:`aic` count); see
+        :meth:`n_parameters`.
+    dropped_features_ : ndarray of int
+        Columns of ``X`` left out of the fit because they are constant or a linear combination
+        of the intercept and the other columns (a SoftmixWarning names them); their
+        coefficients are 0 in ``params_``.
+    standardizer_ : softmix.moe.standardize.Standardizer
+        The map between the user's units and the internal coordinates of the fit.
 
     Notes
     -----
+    **Units.** The fit runs in internal coordinates: the columns of ``X`` centred and scaled
+    to unit spread and, for Gaussian experts, ``y`` too (:mod:`softmix.moe.standardize`); the
+    parameters are mapped back. So shifting or rescaling a column of ``X`` or ``y`` gives the
+    same fit up to the implied reparametrisation (same log-likelihood up to ``n log`` of a
+    ``y`` scale, same predictions), whatever the units (a column shifted by 1e6 was silently
+    dropped before). The ``ridge`` penalises the coefficients on the standardised columns (as
+    glmnet's ``standardize=TRUE``), which keeps a ridged fit equivariant too.
+
     The model is ``p(y | x) = sum_i softmax_i(beta0_i + beta1_i'x) f_i(y | x)`` and the fit
     maximises ``sum_j log p(y_j | x_j)`` (minus the ridge penalty). With Gaussian experts this
     is the softmax-gated Gaussian MoE of Nguyen, Nguyen, Ho (NeurIPS 2023); with logistic and
@@ -390,13 +426,6 @@ class MixtureOfExperts:
         n, d = X.shape
         expert = EXPERTS[self.expert]
         n_classes = classes.size if self.expert == "multinomial" else None
-        n_params = (self.n_experts - 1) * (d + 1) + self.n_experts * expert.n_params(d, n_classes)
-        if n < n_params:
-            raise ValueError(
-                f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
-                f"expert {self.expert} model on {d} feature(s): the maximum likelihood is not "
-                "defined. Use more samples or fewer experts."
-            )
         if isinstance(self.init, MoEParams):
             check_params(self.init, n_features=d, expert=self.expert, n_classes=n_classes,
                          name="init")
@@ -404,32 +433,61 @@ class MixtureOfExperts:
                 raise ValueError(
                     f"init has {self.init.n_experts} experts but n_experts={self.n_experts}."
                 )
-        rng = check_random_state(self.random_state)
         options = dict(self.solver_options)
         if self.solver == "em":  # before the start uses variance_floor
             check_em_options(**options)
+        # internal coordinates: centred, scaled, identified columns (moe/standardize.py)
+        std = fit_standardizer(X, y_enc, self.expert == "gaussian")
+        Xi, yi = std.transform_X(X), std.transform_y(y_enc)
+        r = Xi.shape[1]
+        n_params = (self.n_experts - 1) * (r + 1) + self.n_experts * expert.n_params(r, n_classes)
+        if n < n_params:
+            raise ValueError(
+                f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
+                f"expert {self.expert} model on {r} identified feature(s): the maximum "
+                "likelihood is not defined. Use more samples or fewer experts."
+            )
+        rng = check_random_state(self.random_state)
+        if "variance_floor" in options:
+            options["variance_floor"] = std.variance_floor_in(options["variance_floor"])
+        shift = std.log_scale(n)  # internal objective - shift = objective in y's units
+        callback = self.callback
+        if callback is not None:
+            user_callback = callback
+
+            def callback(it, params, value):
+                return user_callback(it, std.params_out(params), value - shift)
 
         def fit_one(child: np.random.Generator) -> FitResult:
             if isinstance(self.init, MoEParams):
-                params0, name = self.init, "given"
+                params0, name = std.params_in(self.init), "given"
+            elif self.init == "near_truth":  # the truth's noise is drawn in the user's units
+                params0 = std.params_in(initialize(
+                    self.init, X, y_enc, self.n_experts, self.expert, rng=child,
+                    n_classes=n_classes, ridge=self.ridge, truth=self.truth))
+                name = self.init
             else:
                 params0 = initialize(
-                    self.init, X, y_enc, self.n_experts, self.expert, rng=child,
+                    self.init, Xi, yi, self.n_experts, self.expert, rng=child,
                     n_classes=n_classes, ridge=self.ridge,
-                    variance_floor=options.get("variance_floor"), truth=self.truth,
+                    variance_floor=options.get("variance_floor"),
                 )
                 name = self.init
-            return solver(X, y_enc, params0, max_iter=self.max_iter, tol=self.tol,
-                          ridge=self.ridge, callback=self.callback, init_method=name,
+            return solver(Xi, yi, params0, max_iter=self.max_iter, tol=self.tol,
+                          ridge=self.ridge, callback=callback, init_method=name,
                           **options)
 
-        result = fit_with_restarts(fit_one, self.n_init, rng)
+        internal = fit_with_restarts(fit_one, self.n_init, rng)
+        result = _to_user_units(internal, std, shift)
         # fitted attributes only now: a fit that raised leaves a fitted model as it was
         self.n_features_in_ = d
         if classes is not None:
             self.classes_ = classes
         self.fit_result_ = result
         self.params_ = result.params
+        self.standardizer_ = std
+        self.dropped_features_ = np.asarray(std.dropped, dtype=np.intp)
+        self.n_parameters_ = n_params
         self.gating_coef_ = np.array(result.params.gating)
         self.expert_coef_ = np.array(result.params.expert_coef)
         self.expert_variance_ = (None if result.params.expert_variance is None
@@ -515,9 +573,17 @@ class MixtureOfExperts:
         return self._log_lik(X, self._check_y(y, X.shape[0], fit=False))
 
     def n_parameters(self) -> int:
-        """Free parameters of the fitted model (gating rows ``0..k-2``, experts)."""
+        """Identified free parameters of the fitted model (what BIC and AIC count).
+
+        Equal to ``n_parameters_``: ``(k-1)(r+1)`` gating parameters plus ``k`` times one
+        expert's (``r + 2`` Gaussian, ``r + 1`` logistic, ``(C-1)(r+1)`` multinomial), where
+        ``r`` is the number of identified columns of ``X`` (``n_features_in_`` minus the
+        constant or collinear columns in ``dropped_features_``). Model selection and inference
+        code should call this, not count ``params_``' entries (which include the dropped
+        columns' zero coefficients).
+        """
         check_fitted(self)
-        return self.params_.n_free_parameters
+        return int(self.n_parameters_)
 
     def bic(self, X: Any, y: Any) -> float:
         """Bayesian information criterion ``-2 log L + n_parameters log n`` (lower is better)."""

@@ -49,18 +49,35 @@ EMPTY_WEIGHT = 1e-10
 
 
 def weighted_least_squares(X1: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``argmin_c sum_j w_j (y_j - X1_j c)^2``, shape (p,).
+    """``argmin_c sum_j w_j (y_j - X1_j c)^2`` for a design whose column 0 is the intercept,
+    shape (p,).
+
+    The other columns are centred at their weighted means first (the intercept is recovered
+    from the means), so a column far from 0 (``x + 1e6``) is not collinear with the intercept
+    in the numerics and the fit is equivariant to shifting a column (before, a shift of 1e6
+    made the SVD fallback truncate that column: log-likelihood -5,409 instead of -851).
 
     Fast path (benchmarks/, issue 6): Cholesky of the equilibrated normal equations
-    ``D^-1 X1' W X1 D^-1`` (``D`` the column norms), O(n p^2) with one pass over the data and no
+    ``D^-1 Xc' W Xc D^-1`` (``D`` the column norms), O(n p^2) with one pass over the data and no
     LAPACK call on the tall matrix (``lstsq``'s SVD on (n, p) was ~100x slower here, and much
     slower still with several BLAS threads on a busy machine). Falls back to ``lstsq`` when the
     equilibrated Gram matrix is not safely positive definite (condition number above ~1e12,
     where forming it would lose accuracy), so the result is the least-squares solution either way.
     """
-    xw = X1 * w[:, None]
-    gram = xw.T @ X1
-    rhs = xw.T @ y
+    sw = float(w.sum())
+    x_mean = (w @ X1[:, 1:]) / sw
+    y_mean = float(w @ y) / sw
+    Xc = X1[:, 1:] - x_mean
+    yc = y - y_mean
+    slope = _wls_centred(Xc, yc, w) if Xc.shape[1] else np.zeros(0)
+    return np.concatenate([[y_mean - float(x_mean @ slope)], slope])
+
+
+def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares without intercept (columns already centred)."""
+    xw = Xc * w[:, None]
+    gram = xw.T @ Xc
+    rhs = xw.T @ yc
     scale = np.sqrt(np.diag(gram))
     if np.all(scale > 0) and np.all(np.isfinite(gram)):
         try:
@@ -72,7 +89,7 @@ def weighted_least_squares(X1: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.n
             if diag.min() > 1e-6 * diag.max():
                 return linalg.cho_solve(factor, rhs / scale, check_finite=False) / scale
     root = np.sqrt(w)
-    coef, *_ = np.linalg.lstsq(X1 * root[:, None], y * root, rcond=None)
+    coef, *_ = np.linalg.lstsq(Xc * root[:, None], yc * root, rcond=None)
     return coef
 
 

@@ -1,0 +1,130 @@
+"""Trustworthy mixture-of-experts fits (issue 9, mixtures of experts): equivariance,
+identification, separation, variance floor, minimum weight, stationarity."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from softmix import MixtureOfExperts
+from softmix.datasets import make_gaussian_moe
+from softmix.exceptions import SoftmixWarning
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return make_gaussian_moe(2000, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def reference(paper):
+    X, y, _ = paper
+    return MixtureOfExperts(2, random_state=0).fit(X, y)
+
+
+def _fit(X, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SoftmixWarning)
+        return MixtureOfExperts(2, random_state=0, **kw).fit(X, y)
+
+
+# ------------------------------------------------------------------ item 1: equivariance
+@pytest.mark.parametrize("shift", [1e6, -3e4])
+def test_shifting_a_column_of_X_gives_the_same_fit(paper, reference, shift):
+    X, y, _ = paper
+    m = _fit(X + shift, y)  # was: the column dropped, ll -5,409 vs -851, converged, silent
+    assert m.log_likelihood_ == pytest.approx(reference.log_likelihood_, abs=1e-5)
+    # same slopes; intercepts absorb the shift
+    np.testing.assert_allclose(m.expert_coef_[:, 1], reference.expert_coef_[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(m.expert_coef_[:, 0],
+                               reference.expert_coef_[:, 0] - shift * reference.expert_coef_[:, 1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(m.predict(X + shift), reference.predict(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e5])
+def test_scaling_a_column_of_X_gives_the_same_fit(paper, reference, scale):
+    X, y, _ = paper
+    m = _fit(X * scale, y)
+    assert m.log_likelihood_ == pytest.approx(reference.log_likelihood_, rel=1e-9)
+    np.testing.assert_allclose(m.gating_coef_[:, 1] * scale, reference.gating_coef_[:, 1],
+                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(m.expert_variance_, reference.expert_variance_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("a, b", [(1e-4, 0.0), (1e4, 5e5), (-2.0, 3.0)])
+def test_an_affine_map_of_y_gives_the_same_fit(paper, reference, a, b):
+    X, y, _ = paper
+    m = _fit(X, a * y + b)
+    n = len(y)
+    # densities transform with the Jacobian: ll' = ll - n log|a|
+    assert m.log_likelihood_ == pytest.approx(reference.log_likelihood_ - n * np.log(abs(a)),
+                                              rel=1e-9, abs=1e-6)
+    np.testing.assert_allclose(m.expert_variance_, a**2 * reference.expert_variance_, rtol=1e-6)
+    np.testing.assert_allclose(m.predict(X), a * reference.predict(X) + b, rtol=1e-6,
+                               atol=1e-6 * abs(a))
+
+
+def test_permuting_the_experts_of_the_start_permutes_the_fit(paper, reference):
+    X, y, _ = paper
+    start = reference.params_
+    a = MixtureOfExperts(2, init=start.permute([1, 0]), max_iter=50).fit(X, y)
+    b = MixtureOfExperts(2, init=start, max_iter=50).fit(X, y)
+    assert a.log_likelihood_ == pytest.approx(b.log_likelihood_, abs=1e-8)
+    p = a.params_.permute([1, 0])
+    np.testing.assert_allclose(p.expert_coef, b.expert_coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(p.gating, b.gating_coef_, rtol=1e-6, atol=1e-8)
+
+
+def test_duplicating_the_rows_gives_the_same_parameters(paper, reference):
+    X, y, _ = paper
+    start = MixtureOfExperts(2, max_iter=0, random_state=3).fit(X, y).params_
+    a = MixtureOfExperts(2, init=start).fit(X, y)
+    b = MixtureOfExperts(2, init=start).fit(np.vstack([X, X]), np.concatenate([y, y]))
+    assert b.log_likelihood_ == pytest.approx(2 * a.log_likelihood_, rel=1e-9)
+    np.testing.assert_allclose(b.expert_coef_, a.expert_coef_, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(b.expert_variance_, a.expert_variance_, rtol=1e-5)
+
+
+def test_shifted_and_scaled_classification_features_give_the_same_fit():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 2))
+    gate = X[:, 0] > 0
+    y = np.where(gate, X[:, 1] + 0.5 * rng.standard_normal(600) > 0,
+                 X[:, 1] + 0.5 * rng.standard_normal(600) < 0).astype(int)
+    ref = MixtureOfExperts(2, expert="logistic", random_state=0, ridge=1e-3).fit(X, y)
+    Xt = X * [1e-3, 1e4] + [1e6, -7.0]
+    m = MixtureOfExperts(2, expert="logistic", random_state=0, ridge=1e-3).fit(Xt, y)
+    assert m.log_likelihood_ == pytest.approx(ref.log_likelihood_, abs=1e-6)
+    np.testing.assert_allclose(m.predict_proba(Xt), ref.predict_proba(X), atol=1e-6)
+
+
+# ------------------------------------------------------------------ item 2: rank deficiency
+def test_collinear_columns_are_named_and_not_counted(paper, reference):
+    X, y, _ = paper
+    X3 = np.column_stack([X, 2.0 * X[:, 0] - 1.0, np.full(len(y), 4.0)])
+    with pytest.warns(SoftmixWarning, match=r"constant column\(s\) \[2\].*column\(s\) \[1\]"):
+        m = MixtureOfExperts(2, random_state=0).fit(X3, y)
+    assert m.dropped_features_.tolist() == [1, 2]
+    assert m.n_parameters() == m.n_parameters_ == reference.n_parameters() == 2 + 2 * 3
+    assert m.bic(X3, y) == pytest.approx(reference.bic(X, y), rel=1e-6)
+    assert m.log_likelihood_ == pytest.approx(reference.log_likelihood_, abs=1e-5)
+    np.testing.assert_array_equal(m.expert_coef_[:, 2:], 0.0)  # dropped: reported as 0
+
+
+def test_full_rank_data_keeps_every_column_and_says_nothing(paper, reference):
+    assert reference.dropped_features_.size == 0
+    assert reference.n_parameters_ == reference.params_.n_free_parameters
+
+
+def test_weighted_least_squares_is_equivariant_to_a_shifted_column():
+    from softmix.moe.experts import weighted_least_squares
+
+    rng = np.random.default_rng(0)
+    x = rng.random(300)
+    y = 1.0 + 2.0 * x + 0.1 * rng.standard_normal(300)
+    w = rng.random(300)
+    ref = weighted_least_squares(np.column_stack([np.ones(300), x]), y, w)
+    got = weighted_least_squares(np.column_stack([np.ones(300), x + 1e6]), y, w)
+    assert got[1] == pytest.approx(ref[1], rel=1e-6)  # was 0-ish: the column truncated
+    assert got[0] == pytest.approx(ref[0] - 1e6 * ref[1], rel=1e-9)
