@@ -128,3 +128,32 @@ def test_weighted_least_squares_is_equivariant_to_a_shifted_column():
     got = weighted_least_squares(np.column_stack([np.ones(300), x + 1e6]), y, w)
     assert got[1] == pytest.approx(ref[1], rel=1e-6)  # was 0-ish: the column truncated
     assert got[0] == pytest.approx(ref[0] - 1e6 * ref[1], rel=1e-9)
+
+
+# ------------------------------------------------------------------ item 4: variance floor
+def test_the_variance_floor_does_not_bias_a_high_signal_to_noise_fit():
+    from softmix.datasets import paper_gaussian_moe_params
+    from softmix.exceptions import DegenerateComponentWarning
+
+    truth = paper_gaussian_moe_params().replace(expert_variance=np.array([9e-6, 9e-6]))
+    X, y, _ = make_gaussian_moe(3000, params=truth, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateComponentWarning)  # was: "collapsed", both
+        m = MixtureOfExperts(2, init="near_truth", truth=truth, random_state=0).fit(X, y)
+    # was floored to 1e-6 var(y) ~ 1.5e-5 for both experts; now the MLE, within its noise
+    np.testing.assert_allclose(np.sort(m.expert_variance_), [9e-6, 9e-6], rtol=0.1)
+
+
+def test_an_expert_at_the_floor_is_reported_as_fitting_its_points_exactly():
+    from softmix.exceptions import DegenerateComponentWarning
+    from softmix.moe.em import fit_em
+    from softmix.moe.model import MoEParams
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.uniform(size=(300, 1)), np.full((25, 1), 0.5)])
+    y = np.concatenate([1 + 2 * X[:300, 0] + 0.3 * rng.standard_normal(300), np.full(25, 5.0)])
+    start = MoEParams(np.zeros((2, 2)), np.array([[5.0, 0.0], [1.0, 2.0]]), np.array([1e-3, 0.1]))
+    with pytest.warns(DegenerateComponentWarning,
+                      match=r"expert 0 .*variance floor.*25\.\d effective point") as rec:
+        fit_em(X, y, start, max_iter=50, tol=1e-10)
+    assert not any("ridge" in str(w.message) for w in rec)  # no ridge for Gaussian experts

@@ -139,7 +139,7 @@ def fit_em(
     ridge : float
         L2 penalty on the gating and classification-expert coefficients.
     variance_floor : float, optional
-        Smallest variance of a Gaussian expert (default ``1e-6 var(y)``); hitting it issues a
+        Smallest variance of a Gaussian expert (default :func:`~softmix.moe.experts.default_variance_floor`, about ``4.9e-24 var(y)``: round-off level); hitting it issues a
         :class:`~softmix.exceptions.DegenerateComponentWarning` naming the expert.
     callback : callable, optional
         ``callback(iteration, params, objective)``; a truthy return stops the fit.

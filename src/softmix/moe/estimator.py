@@ -122,7 +122,7 @@ class MixtureOfExperts:
         The true parameters, only for ``init="near_truth"``.
     **solver_options
         Passed to the solver. EM: ``inner_max_iter`` (300), ``inner_tol`` (1e-10),
-        ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (``1e-6 var(y)``). GD:
+        ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (in ``y``'s units; default ``4.9e-24 var(y)``, round-off level). GD:
         ``step_size`` (0.1). Gradient EM: ``step_gate``, ``step_expert`` (0.1), ``n_inner``
         (5). Names are checked by :meth:`set_params` and :meth:`fit`.
 
