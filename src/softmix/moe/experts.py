@@ -35,11 +35,11 @@ from softmix.exceptions import DegenerateComponentWarning
 
 __all__ = [
     "EXPERTS",
+    "VARIANCE_FLOOR_RATIO",
     "Expert",
     "GaussianExpert",
     "LogisticExpert",
     "MultinomialExpert",
-    "VARIANCE_FLOOR_RATIO",
     "default_variance_floor",
     "get_expert",
 ]
