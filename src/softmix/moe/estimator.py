@@ -104,11 +104,13 @@ class MixtureOfExperts:
     tol : float, default=1e-6
         Stop when the relative change of the objective is ``<= tol`` and not growing (never on
         the first iteration; see :func:`softmix.core.em.run_em`); ``0`` runs ``max_iter``
-        iterations. For ``"gd"`` and ``"gradient_em"`` the change per iteration scales with the
-        step size, so a small step meets ``tol`` far from the optimum (paper model, n = 2000:
-        ``step_size=1e-4`` after 2 iterations at a log-likelihood of -5561, EM's optimum is
-        -851); such a stop is reported as ``stop_reason="not_stationary"``, ``converged_=False``
-        with a ConvergenceWarning (the gradient norm must fall below 1e-2 of the start's).
+        iterations. Every fit records a scale-free stationarity measure in
+        ``fit_result_.criterion`` / ``criterion_value``: the predicted remaining gain in nats
+        (:func:`softmix.moe.em.score_gain`). For ``"gd"`` and ``"gradient_em"`` a ``tol`` stop
+        counts as converged only if that gain is at most 0.05 nats (or ``tol * |objective|``);
+        otherwise ``stop_reason="not_stationary"``, ``converged_=False`` and a
+        ConvergenceWarning (a fixed step of 1e-4 met ``tol`` after 2 iterations at -5561 on the
+        paper's model, where EM reaches -851).
     ridge : float, default=0.0
         L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients
         of the standardised columns (a MAP fit; keeps them finite on separable data, the remedy
@@ -123,8 +125,10 @@ class MixtureOfExperts:
     **solver_options
         Passed to the solver. EM: ``inner_max_iter`` (300), ``inner_tol`` (1e-10),
         ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (in ``y``'s units; default ``4.9e-24 var(y)``, round-off level). GD:
-        ``step_size`` (0.1). Gradient EM: ``step_gate``, ``step_expert`` (0.1), ``n_inner``
-        (5). Names are checked by :meth:`set_params` and :meth:`fit`.
+        ``step_size`` (``"armijo"``: Barzilai-Borwein trial steps with a backtracking Armijo
+        test; or a fixed float, which refers to the standardised internal coordinates).
+        Gradient EM: ``step_gate``, ``step_expert`` (both ``"armijo"``, or both floats),
+        ``n_inner`` (5). Names are checked by :meth:`set_params` and :meth:`fit`.
 
     Attributes
     ----------

@@ -268,6 +268,13 @@ class GaussianExpert(_BaseExpert):
         g_var = np.sum(weights * (resid**2 / variance - 1.0), axis=0) / (2.0 * variance)
         return g_coef, g_var
 
+    def score_samples(self, X1, y, coef, variance, weights) -> list[np.ndarray]:
+        """Per-sample ``w_ji d log f_i(y_j) / d(coef_i, nu_i)``: [(n, k, p), (n, k)]."""
+        resid = y[:, None] - X1 @ coef.T
+        g_coef = (weights * resid / variance)[:, :, None] * X1[:, None, :]
+        g_var = weights * (resid**2 / variance - 1.0) / (2.0 * variance)
+        return [g_coef, g_var]
+
     def fit_one(self, X1, y, w, coef0, variance0, *, variance_floor, **_ignored):
         """Weighted least squares and the weighted residual variance, floored."""
         sw = float(w.sum())
@@ -315,6 +322,11 @@ class LogisticExpert(_BaseExpert):
     def grad_log_prob(self, X1, y, coef, variance, weights):
         eta = X1 @ coef.T
         return (weights * (y[:, None] - expit(eta))).T @ X1, None
+
+    def score_samples(self, X1, y, coef, variance, weights) -> list[np.ndarray]:
+        """Per-sample ``w_ji (y_j - p_ji) [1, x_j]``: [(n, k, p)]."""
+        eta = X1 @ coef.T
+        return [(weights * (y[:, None] - expit(eta)))[:, :, None] * X1[:, None, :]]
 
     def fit_one(self, X1, y, w, coef0, variance0=None, *, ridge=0.0, max_iter=300, tol=1e-10,
                 method="newton", **_ignored):
@@ -364,6 +376,14 @@ class MultinomialExpert(_BaseExpert):
             _, g = multinomial_logistic_objective(coef[i], X1, onehot, weights[:, i], 0.0, 1)
             grad[i, :-1] = g
         return grad, None
+
+    def score_samples(self, X1, y, coef, variance, weights) -> list[np.ndarray]:
+        """Per-sample ``w_ji (1[y_j=c] - p_jic) [1, x_j]`` for the free classes
+        ``c < C-1``: [(n, k, C-1, p)]."""
+        prob = self.mean(X1, coef)
+        resid = _onehot(y, coef.shape[1])[:, None, :] - prob
+        g = (weights[:, :, None] * resid)[:, :, :-1, None] * X1[:, None, None, :]
+        return [g]
 
     def fit_one(self, X1, y, w, coef0, variance0=None, *, ridge=0.0, max_iter=300, tol=1e-10,
                 method="newton", **_ignored):
