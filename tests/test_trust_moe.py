@@ -157,3 +157,56 @@ def test_an_expert_at_the_floor_is_reported_as_fitting_its_points_exactly():
                       match=r"expert 0 .*variance floor.*25\.\d effective point") as rec:
         fit_em(X, y, start, max_iter=50, tol=1e-10)
     assert not any("ridge" in str(w.message) for w in rec)  # no ridge for Gaussian experts
+
+
+# ------------------------------------------------------------------ item 3: separation
+@pytest.mark.parametrize("expert", ["logistic", "multinomial"])
+def test_separated_labels_warn_and_name_the_ridge(expert):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2))
+    y = (X[:, 0] > 0).astype(int)  # perfectly separable: the MLE is at infinity
+    with pytest.warns(SoftmixWarning, match=r"numerically 0 or 1.*expert.*ridge"):
+        m = MixtureOfExperts(2, expert=expert, random_state=0).fit(X, y)
+    assert np.abs(m.expert_coef_).max() > 100  # what was reported as converged, silently
+    assert m.fit_result_.extra["separation"]
+    with warnings.catch_warnings(record=True) as rec:  # the remedy: finite, no warning
+        warnings.simplefilter("always")
+        r = MixtureOfExperts(2, expert=expert, random_state=0, ridge=0.1).fit(X, y)
+    assert not any("numerically" in str(w.message) for w in rec)
+    assert np.abs(r.expert_coef_).max() < 50 and not r.fit_result_.extra["separation"]
+    # (a ridge makes the penalised MLE finite, so the check is off when ridge > 0)
+
+
+def test_a_separating_gate_warns():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2))
+    y = np.where(X[:, 0] > 0, 3.0, -3.0) + X[:, 1] + 0.1 * rng.standard_normal(400)
+    with pytest.warns(SoftmixWarning, match=r"numerically 0 or 1 occurred in the gate"):
+        MixtureOfExperts(2, random_state=0).fit(X, y)
+
+
+def test_a_well_determined_gate_does_not_warn(reference):
+    assert reference.fit_result_.extra["separation"] == {}
+
+
+# ------------------------------------------------------------------ item 5: min_weight
+def test_min_weight_removes_a_spurious_expert_and_says_so():
+    from softmix.exceptions import DegenerateComponentWarning
+
+    X, y, _ = make_gaussian_moe(80, random_state=3)
+    # min_weight=0: a restart puts an expert on 2 points with a variance at round-off (the
+    # likelihood's spike) and it wins; the thin-expert warning names it
+    with pytest.warns(DegenerateComponentWarning, match=r"2\.00 effective point.*fewer than "
+                      r"its 3 parameters"):
+        spike = MixtureOfExperts(3, n_init=10, random_state=3, min_weight=0.0).fit(X, y)
+    assert spike.n_experts_ == 3 and spike.expert_variance_.min() < 1e-12
+    # default min_weight=0.05 (flexmix's minprior): from that fit, the expert (share 0.025) is
+    # removed and the fit goes on with the other two
+    with pytest.warns(DegenerateComponentWarning, match=r"below min_weight=0.05.*removed"):
+        m = MixtureOfExperts(3, init=spike.params_).fit(X, y)
+    assert m.n_experts_ == 2 and m.params_.n_experts == 2
+    assert m.expert_variance_.min() > 1e-3
+    assert m.fit_result_.extra["removed_experts"]
+    assert m.n_parameters_ == 2 + 2 * 3
+    with pytest.raises(ValueError, match="min_weight must be"):
+        MixtureOfExperts(2, min_weight=-0.1).fit(X, y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,9 @@ from softmix._validation import (
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
-from softmix.moe.em import check_em_options, fit_em
+from softmix.exceptions import DegenerateComponentWarning, SoftmixWarning
+from softmix.moe.diagnostics import effective_points, separation, thin_experts
+from softmix.moe.em import check_em_options, e_step, fit_em
 from softmix.moe.experts import EXPERTS, get_expert
 from softmix.moe.gating import add_intercept, gate_log_proba_design
 from softmix.moe.gradient import fit_gd, fit_gradient_em
@@ -111,6 +114,14 @@ class MixtureOfExperts:
         otherwise ``stop_reason="not_stationary"``, ``converged_=False`` and a
         ConvergenceWarning (a fixed step of 1e-4 met ``tol`` after 2 iterations at -5561 on the
         paper's model, where EM reaches -851).
+    min_weight : float, default=0.05
+        flexmix's ``minprior``: after a fit (each restart), an expert whose weight share
+        (mean responsibility ``sum_j tau_ji / n``) is below ``min_weight`` is removed, the
+        gate is re-gauged and the fit continues from the remaining experts until no share is
+        below (a DegenerateComponentWarning names the removed experts; ``n_experts_`` is the
+        number kept, ``fit_result_.extra["removed_experts"]`` records each removal). 0 keeps
+        every expert. Independently, a warning names every expert of the chosen fit that holds
+        fewer effective points (Kish) than its parameters.
     ridge : float, default=0.0
         L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients
         of the standardised columns (a MAP fit; keeps them finite on separable data, the remedy
@@ -153,6 +164,8 @@ class MixtureOfExperts:
         user's units; ``fit_result_.extra["internal_params"]`` holds the parameters in the
         internal coordinates of ``standardizer_``.
     n_features_in_ : int
+    n_experts_ : int
+        Experts in the fitted model (``n_experts`` minus those removed by ``min_weight``).
     n_parameters_ : int
         Identified free parameters (what :meth:`bic` / :meth:`aic` count); see
         :meth:`n_parameters`.
@@ -200,6 +213,7 @@ class MixtureOfExperts:
         max_iter: int = 1000,
         tol: float = 1e-6,
         ridge: float = 0.0,
+        min_weight: float = 0.05,
         random_state: None | int | np.random.Generator = None,
         callback: Callable[[int, MoEParams, float], Any] | None = None,
         truth: MoEParams | None = None,
@@ -213,6 +227,7 @@ class MixtureOfExperts:
         self.max_iter = max_iter
         self.tol = tol
         self.ridge = ridge
+        self.min_weight = min_weight
         self.random_state = random_state
         self.callback = callback
         self.truth = truth
@@ -220,7 +235,7 @@ class MixtureOfExperts:
 
     # ----------------------------------------------------------------- sklearn plumbing
     _PARAM_NAMES = ("n_experts", "expert", "solver", "init", "n_init", "max_iter", "tol",
-                    "ridge", "random_state", "callback", "truth")
+                    "ridge", "min_weight", "random_state", "callback", "truth")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters (including the solver options) as a dict."""
@@ -280,6 +295,9 @@ class MixtureOfExperts:
         check_int(self.max_iter, "max_iter", low=0)
         check_float(self.tol, "tol", low=0.0)
         check_float(self.ridge, "ridge", low=0.0)
+        check_float(self.min_weight, "min_weight", low=0.0, high=1.0,
+                    remedy="E.g. min_weight=0.05 (flexmix's minprior), or 0 to keep every "
+                    "expert.")
         if isinstance(self.init, MoEParams):
             if self.n_init > 1:
                 raise ValueError(
@@ -477,9 +495,9 @@ class MixtureOfExperts:
                     variance_floor=options.get("variance_floor"),
                 )
                 name = self.init
-            return solver(Xi, yi, params0, max_iter=self.max_iter, tol=self.tol,
-                          ridge=self.ridge, callback=callback, init_method=name,
-                          **options)
+            run = solver(Xi, yi, params0, max_iter=self.max_iter, tol=self.tol,
+                         ridge=self.ridge, callback=callback, init_method=name, **options)
+            return self._prune(run, solver, Xi, yi, callback, options)
 
         internal = fit_with_restarts(fit_one, self.n_init, rng)
         result = _to_user_units(internal, std, shift)
@@ -491,7 +509,9 @@ class MixtureOfExperts:
         self.params_ = result.params
         self.standardizer_ = std
         self.dropped_features_ = np.asarray(std.dropped, dtype=np.intp)
-        self.n_parameters_ = n_params
+        k_fit = result.params.n_experts
+        self.n_experts_ = k_fit
+        self.n_parameters_ = (k_fit - 1) * (r + 1) + k_fit * expert.n_params(r, n_classes)
         self.gating_coef_ = np.array(result.params.gating)
         self.expert_coef_ = np.array(result.params.expert_coef)
         self.expert_variance_ = (None if result.params.expert_variance is None
@@ -503,7 +523,82 @@ class MixtureOfExperts:
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.history_ = result.history
+        self._diagnose(internal, Xi, yi)
         return self
+
+    def _prune(self, run: FitResult, solver, Xi, yi, callback, options) -> FitResult:
+        """flexmix's ``minprior``: remove experts whose weight share is below ``min_weight``
+        and continue the fit with the others, until none is below (or one expert is left)."""
+        removed = []
+        X1 = add_intercept(Xi)
+        while self.min_weight > 0 and run.params.n_experts > 1:
+            tau = e_step(X1, yi, run.params, self.ridge)[0]
+            share = tau.mean(axis=0)
+            small = share < self.min_weight
+            if not small.any():
+                break
+            keep = np.flatnonzero(~small)
+            if keep.size == 0:  # every share below: keep the largest expert
+                keep = np.array([int(np.argmax(share))])
+            removed.append({"experts": np.flatnonzero(small).tolist(),
+                            "shares": share[small].tolist(),
+                            "effective_points": effective_points(tau)[small].tolist(),
+                            "objective": run.objective, "n_iter": run.n_iter})
+            warnings.warn(
+                f"expert(s) {np.flatnonzero(small).tolist()} (0-based, of "
+                f"{run.params.n_experts}) held weight share(s) "
+                f"{[round(float(v), 4) for v in share[small]]} below min_weight="
+                f"{self.min_weight:g} ({[round(float(v), 1) for v in effective_points(tau)[small]]}"
+                " effective points) and were removed; the fit continued with "
+                f"{keep.size} expert(s) (n_experts_). Set min_weight=0 to keep every expert.",
+                DegenerateComponentWarning,
+                stacklevel=4,
+            )
+            p = run.params
+            gating = p.gating[keep] - p.gating[keep][-1]
+            var = None if p.expert_variance is None else p.expert_variance[keep]
+            reduced = MoEParams(gating, p.expert_coef[keep], var, p.expert)
+            run = solver(Xi, yi, reduced, max_iter=self.max_iter, tol=self.tol,
+                         ridge=self.ridge, callback=callback, init_method=run.init_method,
+                         **options)
+        if removed:
+            run.extra["removed_experts"] = removed
+        return run
+
+    def _diagnose(self, internal: FitResult, Xi: np.ndarray, yi: np.ndarray) -> None:
+        """Warnings about the chosen fit: separation, experts thinner than their parameters."""
+        params = internal.params
+        X1 = add_intercept(Xi)
+        with np.errstate(all="ignore"):
+            tau = e_step(X1, yi, params, self.ridge)[0]
+        # with a ridge the penalised MLE is finite: large logits there are the fit, not a
+        # solver stopping on the way to infinity
+        found = separation(X1, yi, params, tau) if self.ridge == 0 else {}
+        self.fit_result_.extra["separation"] = found
+        if found:
+            where = ", ".join(f"{block} ({count} point(s))" for block, count in found.items())
+            warnings.warn(
+                f"fitted probabilities numerically 0 or 1 occurred in the {where}: the data "
+                "are (quasi-)separated there, the maximum likelihood is at infinity and the "
+                "reported coefficients (largest |coefficient| "
+                f"{max(np.abs(self.gating_coef_).max(), np.abs(self.expert_coef_).max()):.3g})"
+                " are wherever the solver stopped. Use a ridge (e.g. ridge=1e-2) for a finite, "
+                "penalised fit, or fewer experts / features.",
+                SoftmixWarning,
+                stacklevel=3,
+            )
+        thin = thin_experts(tau, params)
+        self.fit_result_.extra["thin_experts"] = thin
+        n_par = EXPERTS[params.expert].n_params(params.n_features, params.n_classes)
+        for i, eff in sorted(thin.items()):
+            warnings.warn(
+                f"expert {i} (0-based) of the chosen fit holds {eff:.2f} effective point(s), "
+                f"fewer than its {n_par} parameters: its estimates are not determined by the "
+                "data (a spike of the likelihood, not a model). Raise min_weight, use fewer "
+                "experts or more data.",
+                DegenerateComponentWarning,
+                stacklevel=3,
+            )
 
     # ----------------------------------------------------------------- predictions
     def _log_lik(self, X: np.ndarray, y_enc: np.ndarray) -> np.ndarray:
