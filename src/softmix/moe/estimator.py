@@ -28,7 +28,7 @@ from softmix.moe.em import check_em_options, e_step, fit_em
 from softmix.moe.experts import EXPERTS, get_expert
 from softmix.moe.gating import add_intercept, gate_log_proba_design
 from softmix.moe.gradient import fit_gd, fit_gradient_em
-from softmix.moe.init import INITIALISERS, initialize
+from softmix.moe.init import INITIALISERS, NEAR_TRUTH, initialize
 from softmix.moe.model import MoEParams, check_params, log_joint_design
 from softmix.moe.model import sample as _sample
 from softmix.moe.standardize import Standardizer, fit_standardizer
@@ -95,7 +95,7 @@ class MixtureOfExperts:
     solver : {"em", "gd", "gradient_em"}, default="em"
         ``"em"``: exact EM. ``"gd"`` and ``"gradient_em"`` are the gradient methods of
         :mod:`softmix.moe.gradient` (Fruytier, Mokhtari, Sanghavi 2025).
-    init : {"random", "kmeans", "near_truth"} or MoEParams, default="random"
+    init : {"random", "kmeans", "near_truth", "near_truth_authors"} or MoEParams, default="random"
         Initialisation (see :mod:`softmix.moe.init`): soft responsibilities around
         ``n_experts`` random sample centres in standardised ``(x, y)`` with per-expert weighted
         fits and one gating fit, k-means on ``(x, y)`` with per-group fits, the true parameters plus noise (experiments only; needs
@@ -308,12 +308,12 @@ class MixtureOfExperts:
             raise ValueError(
                 f"init must be one of {tuple(INITIALISERS)} or a MoEParams, got {self.init!r}."
             )
-        if self.init == "near_truth" and not isinstance(self.truth, MoEParams):
+        if self.init in NEAR_TRUTH and not isinstance(self.truth, MoEParams):
             raise ValueError(
                 "init='near_truth' needs the true parameters: pass truth=<MoEParams> "
                 f"(got truth={self.truth!r}); for real data use init='random' or 'kmeans'."
             )
-        if self.truth is not None and self.init != "near_truth":
+        if self.truth is not None and self.init not in NEAR_TRUTH:
             raise ValueError(
                 f"truth is only used by init='near_truth', but init={self.init!r}; drop truth= "
                 "or use init='near_truth'."
@@ -483,7 +483,7 @@ class MixtureOfExperts:
         def fit_one(child: np.random.Generator) -> FitResult:
             if isinstance(self.init, MoEParams):
                 params0, name = std.params_in(self.init), "given"
-            elif self.init == "near_truth":  # the truth's noise is drawn in the user's units
+            elif self.init in NEAR_TRUTH:  # the truth's noise is drawn in the user's units
                 params0 = std.params_in(initialize(
                     self.init, X, y_enc, self.n_experts, self.expert, rng=child,
                     n_classes=n_classes, ridge=self.ridge, truth=self.truth))
