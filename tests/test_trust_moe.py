@@ -210,3 +210,15 @@ def test_min_weight_removes_a_spurious_expert_and_says_so():
     assert m.n_parameters_ == 2 + 2 * 3
     with pytest.raises(ValueError, match="min_weight must be"):
         MixtureOfExperts(2, min_weight=-0.1).fit(X, y)
+
+
+def test_collinearity_within_round_off_of_a_shifted_column_is_found():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 2))
+    X[:, 1] = 1e6 + 1e-3 * X[:, 0]  # exactly affine in X[:, 0], up to the round-off of 1e6
+    y = rng.standard_normal(100)
+    with pytest.warns(SoftmixWarning, match="rank-deficient"):
+        m = MixtureOfExperts(2, random_state=0).fit(X, y)
+    assert m.dropped_features_.size == 1 and m.n_parameters_ == 2 + 2 * 3
+    X[:, 1] = 1e6 + rng.standard_normal(100)  # shifted but independent: kept
+    assert MixtureOfExperts(2, random_state=0).fit(X, y).dropped_features_.size == 0

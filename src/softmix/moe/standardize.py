@@ -19,7 +19,8 @@ one minus ``n log s_y``.
 
 Identification: a column that is constant, or a linear combination of the intercept and the
 columns before it (pivoted QR of the standardised columns, relative threshold
-:data:`RANK_TOL`; scale-free because the columns have unit spread), carries no information a
+:data:`RANK_TOL`, or the column's own round-off ``1e3 eps max|x_j| / sd_j`` if larger, e.g.
+for ``1e6 + 1e-3 x``; scale-free because the columns have unit spread), carries no information a
 fit could use. It is left out of the internal design, its coefficients are reported as 0, a
 :class:`~softmix.exceptions.SoftmixWarning` names it, and the free-parameter count (BIC/AIC)
 counts only the kept columns.
@@ -159,7 +160,15 @@ def fit_standardizer(X: np.ndarray, y: np.ndarray, gaussian: bool, *,
         Z = (X[:, candidates] - mean[candidates]) / scale[candidates]
         _, R, piv = linalg.qr(Z, mode="economic", pivoting=True, check_finite=False)
         diag = np.abs(np.diag(R))
-        rank = int(np.sum(diag > RANK_TOL * diag[0])) if diag.size and diag[0] > 0 else 0
+        # a column is known only to its round-off, eps max|x_j| (e.g. x + 1e6): a residual
+        # below that, relative to its spread, is no information either
+        precision = 1e3 * np.finfo(float).eps * np.max(np.abs(X[:, candidates]), axis=0) \
+            / scale[candidates]
+        # the residual of a column on the earlier ones carries the round-off of all of them
+        tol = np.maximum(RANK_TOL, np.maximum.accumulate(precision[piv])) \
+            * (diag[0] if diag.size else 0.0)
+        ok = diag > tol
+        rank = int(np.argmin(ok)) if not ok.all() else ok.size
         keep = np.sort(candidates[piv[:rank]])
         collinear = sorted(candidates[piv[rank:]].tolist())
     y_mean, y_scale = 0.0, 1.0
