@@ -102,6 +102,10 @@ CRITERION = "score_gain_opg"
 SCORE_GAIN_MAX_PARAMS = 2000
 
 
+#: ... and when the (n, P) score matrix has at most this many entries (2e8: 1.6 GB).
+_SCORE_GAIN_MAX_ENTRIES = 2 * 10**8
+
+
 def score_gain(X1: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0,
                tau: np.ndarray | None = None) -> float:
     """Predicted remaining gain in nats: ``g' (S'S)^+ g / 2``.
@@ -113,13 +117,15 @@ def score_gain(X1: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 
     stationary point, invariant to any smooth reparametrisation (units of X or y, variances or
     log variances) and comparable across n (``2 x`` it is the score test statistic, about
     chi-squared with P degrees of freedom at a point one standard error from the optimum).
-    NaN when the model has more than :data:`SCORE_GAIN_MAX_PARAMS` free parameters.
+    NaN when the model has more than :data:`SCORE_GAIN_MAX_PARAMS` free parameters or the
+    (n, P) score matrix would exceed 2e8 entries.
     """
+    n_par = params_to_vector(params).size
+    if n_par > SCORE_GAIN_MAX_PARAMS or n_par * X1.shape[0] > _SCORE_GAIN_MAX_ENTRIES:
+        return float("nan")
     if tau is None:
         tau = e_step(X1, y, params, ridge)[0]
     S = score_samples_design(X1, y, params, tau)
-    if S.shape[1] > SCORE_GAIN_MAX_PARAMS:
-        return float("nan")
     g = S.sum(axis=0)
     if ridge:
         g = g - ridge * _penalised_vector(params)
