@@ -340,13 +340,16 @@ def test_summary_uses_the_estimators_summary_method_when_it_exists(tmp_path, smm
                  root / "counts.csv", "-k", "2", "--out", model_path], capsys)[0] == 0
     calls = []
 
-    def summary(self, *data):
-        calls.append(len(data))
+    def summary(self, *data, **kw):
+        calls.append((len(data), sorted(kw)))
         return f"summary of a {type(self).__name__}"
 
     monkeypatch.setattr(SoftmaxMixture, "summary", summary, raising=False)
+    # without data: the stored fit is described (standard errors need the data)
     code, out, _ = _run(["summary", model_path], capsys)
-    assert code == 0 and out.strip() == "summary of a SoftmaxMixture" and calls == [0]
+    assert code == 0 and "log-likelihood on the training data" in out and calls == []
     code, out, _ = _run(["summary", model_path, "--features", root / "features.npy",
                          "--counts", root / "counts.csv"], capsys)
-    assert code == 0 and calls == [0, 2]  # with the data, as for bic()
+    # with the data, as for bic(): features, choices (None) and counts=...
+    assert code == 0 and out.strip() == "summary of a SoftmaxMixture"
+    assert calls == [(2, ["counts"])]

@@ -28,7 +28,55 @@ def test_quick_run_k2_slope_and_outputs(tmp_path):
     # every fit has a finite loss, the infimum never exceeds the authors' variant near the truth
     for r in rows:
         assert np.isfinite(r["loss"]) and r["loss"] <= r["loss_no_inf"] * (1 + 1e-12)
-    assert f"{s['slope_mean']:.3f}" in summary and "-0.638" in summary
+    # the numbers shown are the numbers computed (parsed from the table, not substring hits)
+    table = _loss_table(summary)
+    for variant, column in (("inf", "loss"), ("no inf", "loss_no_inf"),
+                            ("inf, ref. gauge", "loss_inf_reference_gauge")):
+        row = table[(2, "near_truth", variant)]
+        sv = moe_voronoi.slopes(rows, 2, "near_truth", column)
+        assert float(row["slope (mean)"]) == pytest.approx(sv["slope_mean"], abs=5e-4)
+        assert float(row["slope (median)"]) == pytest.approx(sv["slope_median"], abs=5e-4)
+        assert float(row["mean at min n"]) == pytest.approx(sv["mean"][0], rel=5e-3)
+        assert float(row["mean at max n"]) == pytest.approx(sv["mean"][-1], rel=5e-3)
+        assert row["reps"] == str(config.n_reps[2])
+    # the paper's numbers sit next to the authors' variant only, and match the stored ones
+    assert table[(2, "near_truth", "no inf")]["paper"] == moe_voronoi.PAPER[2]
+    assert table[(2, "near_truth", "inf")]["paper"] == ""
+    assert float(moe_voronoi.PAPER[2].split()[1]) == -0.638
+    # the start is labelled (the authors' draw by default)
+    assert moe_voronoi.START_LABELS[config.near_truth_style] in summary
+
+
+def _loss_table(summary):
+    """The first markdown table of the summary as {(k, start, variant): {column: cell}}."""
+    lines = [ln for ln in summary.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    out = {}
+    for ln in lines[2:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        row = dict(zip(header, cells, strict=True))
+        out[(int(row["k"]), row["start"], row["variant"])] = row
+    return out
+
+
+def test_near_truth_authors_start_has_their_quirks():
+    truth = paper_gaussian_moe_params()
+    X, y, _ = make_gaussian_moe(1000, params=truth, random_state=0)
+    from softmix.moe.init import initialize
+
+    p = initialize("near_truth_authors", X, y, 2, rng=np.random.default_rng(0), truth=truth)
+    # one draw per row: intercept and slope moved by the same amount
+    d_gate = p.gating[0] - truth.gating[0]
+    d_coef = p.expert_coef - truth.expert_coef
+    assert d_gate[0] == pytest.approx(d_gate[1]) and d_gate[0] != 0
+    np.testing.assert_allclose(d_coef[:, 0], d_coef[:, 1])
+    # the variance starts at the true standard deviation (plus noise >= 0)
+    sd = np.sqrt(truth.expert_variance)
+    assert np.all(p.expert_variance >= sd) and np.all(p.expert_variance < sd + 0.01)
+    q = initialize("near_truth", X, y, 2, rng=np.random.default_rng(0), truth=truth)
+    assert np.all(np.abs(q.expert_variance - truth.expert_variance) < 0.01)
 
 
 def test_d1_small_after_fitting_the_paper_model_at_n_1e4():

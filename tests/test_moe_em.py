@@ -10,7 +10,7 @@ from softmix import MixtureOfExperts
 from softmix.datasets import make_gaussian_moe, make_moe, paper_gaussian_moe_params
 from softmix.exceptions import DegenerateComponentWarning
 from softmix.moe.em import fit_em, objective
-from softmix.moe.experts import EXPERTS
+from softmix.moe.experts import EXPERTS, default_variance_floor
 from softmix.moe.init import INITIALISERS, initialize
 from softmix.moe.model import MoEParams, log_likelihood
 
@@ -129,7 +129,7 @@ def test_collapsed_variance_warns_naming_the_expert_and_stays_finite():
     start = MoEParams(np.zeros((2, 2)), np.array([[5.0, 0.0], [1.0, 2.0]]), np.array([1e-3, 0.1]))
     with pytest.warns(DegenerateComponentWarning, match=r"expert 0 \(0-based\).*floor"):
         res = fit_em(X, y, start, max_iter=50, tol=1e-10)
-    floor = 1e-6 * np.var(y)
+    floor = default_variance_floor(y)
     assert res.params.expert_variance[0] == pytest.approx(floor)
     assert np.all(np.isfinite(res.history)) and np.isfinite(res.objective)
 

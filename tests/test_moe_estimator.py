@@ -332,7 +332,8 @@ def test_sklearn_clone_and_grid_search():
     base = pytest.importorskip("sklearn.base")
     model_selection = pytest.importorskip("sklearn.model_selection")
     X, y, _ = make_gaussian_moe(600, random_state=1)
-    m = MixtureOfExperts(2, solver="gradient_em", step_gate=0.5, random_state=3, max_iter=5,
+    m = MixtureOfExperts(2, solver="gradient_em", step_gate=0.5, step_expert=0.5,
+                         random_state=3, max_iter=5,
                          tol=0).fit(X, y)
     c = base.clone(m)
     assert c.get_params() == m.get_params()

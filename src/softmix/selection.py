@@ -17,12 +17,15 @@ parameters: the softmax mixture drops unidentified directions of the design).
 softmax mixture on counts, the N draws are split by multinomial thinning, each cell's count
 ``n_j`` split ``Multinomial(n_j, 1/F, ..., 1/F)`` across the folds (the counts of a uniform random
 assignment of the draws to folds), so the split costs O(p F) whatever N is. For a mixture of
-experts, rows are assigned to folds by a random permutation. The fold fits use the estimator's
-own ``n_init`` restarts (set on the estimator passed in).
+experts, rows are assigned to folds by a random permutation. The same folds serve every K, and
+the chosen K follows the one-standard-error rule: the smallest K whose held-out log-likelihood
+is within one standard error (of the paired fold differences) of the best. The fold fits use
+the estimator's own ``n_init`` restarts (set on the estimator passed in).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -133,6 +136,25 @@ def _clone(estimator: Any, name: str, k: int, **changes: Any) -> Any:
     return type(estimator)(params.pop(first), **params)
 
 
+def _one_standard_error(grid: np.ndarray, totals: np.ndarray, folds: dict[int, np.ndarray],
+                        best_k: int) -> int:
+    """The one-standard-error rule of cross-validation (Hastie, Tibshirani and Friedman,
+    *Elements of Statistical Learning*, 7.10): the smallest K whose held-out log-likelihood
+    is within one standard error of the best K's, the standard error that of the paired
+    difference of the F fold totals (``sqrt(F) sd(d_f)``; the folds are the same for every K).
+    A larger K must beat a smaller one by more than the cross-validation noise."""
+    for k, total in zip(grid, totals):
+        if k >= best_k:
+            break
+        if not np.isfinite(total) or k not in folds:
+            continue
+        d = folds[best_k] - folds[k]
+        se = np.sqrt(d.size) * np.std(d, ddof=1) if d.size > 1 else 0.0
+        if total >= totals[list(grid).index(best_k)] - se:
+            return int(k)
+    return best_k
+
+
 def select_n_components(
     estimator: Any,
     n_components: Iterable[int],
@@ -201,7 +223,10 @@ def select_n_components(
     rng = check_random_state(random_state)
     table: dict[str, list] = {c: [] for c in _COLUMNS}
     fits, all_ll, all_conv = {}, {}, {}
-    for k, k_rng in zip(grid, spawn(rng, len(grid))):
+    heldout_folds: dict[int, np.ndarray] = {}
+    k_rngs = spawn(rng, len(grid))
+    split_rng = spawn(rng, 1)[0]  # one split for every K: paired fold totals
+    for k, k_rng in zip(grid, k_rngs):
         run_rngs = spawn(k_rng, n_init + 1)
         lls, convs, models = np.full(n_init, np.nan), np.zeros(n_init, bool), []
         errors = []
@@ -245,17 +270,19 @@ def select_n_components(
         table["icl"].append(head["ICL"])
         table["stop_reason"].append(model.fit_result_.stop_reason)
         if criterion == "heldout":
-            total = 0.0
+            per_fold = []
             fold_rngs = spawn(run_rngs[-1], n_folds + 1)
-            splits = proto.folds(*data, n_folds=n_folds, rng=fold_rngs[-1], **data_kwargs)
+            splits = proto.folds(*data, n_folds=n_folds, rng=copy.deepcopy(split_rng),
+                                 **data_kwargs)
             for f, (tr, trk, te, tek, n_test) in enumerate(splits):
                 fold_model = _clone(estimator, name, k, random_state=fold_rngs[f],
                                     callback=None)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     fold_model.fit(*tr, **trk)
-                    total += fold_model.score(*te, **tek) * n_test
-            table["heldout"].append(total)
+                    per_fold.append(fold_model.score(*te, **tek) * n_test)
+            heldout_folds[k] = np.asarray(per_fold)
+            table["heldout"].append(float(np.sum(per_fold)))
         else:
             table["heldout"].append(np.nan)
     out = {c: np.asarray(v) for c, v in table.items()}
@@ -263,6 +290,8 @@ def select_n_components(
     if np.all(np.isnan(score)):
         raise ValueError(f"no K in {grid} had a converged fit; raise max_iter or n_init.")
     best_k = int(out["n_components"][int(np.nanargmin(score))])
+    if criterion == "heldout":
+        best_k = _one_standard_error(out["n_components"], out["heldout"], heldout_folds, best_k)
     if len(grid) > 1 and best_k in (grid[0], grid[-1]):
         warnings.warn(
             f"the best {name} by {criterion} is {best_k}, at an end of the grid {grid}: the "

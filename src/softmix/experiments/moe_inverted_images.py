@@ -130,6 +130,22 @@ def _fit(method, data, params0, config, steps, callback=None):
                            step_expert=steps["gradient_em"][1], n_inner=config.n_inner, **common)
 
 
+def fit_with_trace(method, data, params0, config, steps) -> tuple:
+    """Run ``method`` and return ``(fit, trace)``: ``trace[t]`` are the parameters whose
+    objective is ``fit.history[t]`` (``len(trace) == len(fit.history)`` whatever the stop).
+
+    The callback sees the iterate before each step; on a ``non_finite`` stop the driver drops
+    the last (non-finite) value from ``history`` and returns the last finite iterate, which the
+    callback has already recorded, so it is not appended again (it was, and the rows of the
+    table then ran one past ``history``: an IndexError).
+    """
+    trace: list[MoEParams] = []
+    fit = _fit(method, data, params0, config, steps,
+               callback=lambda it, params, value: trace.append(params))
+    trace = trace[:len(fit.history) - 1] + [fit.params]
+    return fit, trace
+
+
 def tune_steps(config: Config, rng: np.random.Generator) -> dict:
     """GD step and gradient-EM (gate, expert) steps with the best training objective after
     ``n_iter`` iterations on one tuning instance."""
@@ -164,10 +180,7 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
         params0 = _start(config, data["X_train"].shape[1], n_classes, inst_rng)
         n_train = data["X_train"].shape[0]
         for method in METHODS:
-            trace: list[MoEParams] = []
-            fit = _fit(method, data, params0, config, steps,
-                       callback=lambda it, params, value, trace=trace: trace.append(params))
-            trace.append(fit.params)
+            fit, trace = fit_with_trace(method, data, params0, config, steps)
             for t, params in enumerate(trace):
                 logp = class_log_proba(data["X_test"], params)
                 y_test = data["y_test"]

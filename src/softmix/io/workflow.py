@@ -445,8 +445,8 @@ def summarize_file(model_path: str | Path, *, features: str | Path | None = None
     With data options the log-likelihood and criteria are those of that data (a softmax
     mixture: ``features`` with ``counts`` or ``choices``; a mixture of experts: ``data`` with
     the response ``target`` and covariates ``x``, by default the columns used in the fit).
-    When the estimator has a ``summary`` method it supplies the text (called with the data
-    arguments of its ``bic``, or none without data).
+    With data, the estimator's ``summary`` method (standard errors, z, p-values) supplies the
+    text; without data, the stored fit is described (no standard errors: they need the data).
     """
     from softmix.moe.estimator import MixtureOfExperts
     from softmix.softmax_mixture.estimator import SoftmaxMixture
@@ -458,6 +458,7 @@ def summarize_file(model_path: str | Path, *, features: str | Path | None = None
     lines = [f"{model!r}", f"model file: {model_path}"]
     on = "training data"
     data_args: tuple = ()
+    data_kw: dict[str, Any] = {}
     if isinstance(model, SoftmaxMixture):
         k, length = model.atoms_.shape
         report.update(n_components=int(k), n_features=int(length),
@@ -469,7 +470,7 @@ def summarize_file(model_path: str | Path, *, features: str | Path | None = None
             xd, dat, _ = _read_smm(features, counts, choices, features_key=features_key,
                                    counts_key=counts_key, column=column)
             data_args = (xd, dat.get("choices"))
-            kw = {"counts": dat.get("counts")}
+            kw = data_kw = {"counts": dat.get("counts")}
             try:
                 loglik, n_obs = model._total_loglik(*data_args, kw["counts"])
                 bic, aic = model.bic(*data_args, **kw), model.aic(*data_args, **kw)
@@ -527,8 +528,11 @@ def summarize_file(model_path: str | Path, *, features: str | Path | None = None
         params_text = []
     report.update(bic=_finite(bic), aic=_finite(aic), n_parameters=n_params, data=on)
     summary = getattr(model, "summary", None)
-    if callable(summary):
-        report["text"] = str(summary(*data_args) if data_args else summary())
+    if callable(summary) and data_args:  # the estimator's full report (inference) needs data
+        try:
+            report["text"] = str(summary(*data_args, **data_kw))
+        except ValueError as exc:
+            raise InputError(f"{model_path}: {exc}") from None
         return report
     lines += [
         f"log-likelihood on the {on}: {report['log_likelihood']:,.4f}" if on == "training data"

@@ -28,9 +28,16 @@ from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
 from softmix.moe.experts import EXPERTS, default_variance_floor, warn_degenerate
 from softmix.moe.gating import add_intercept, fit_gating
-from softmix.moe.model import MoEParams, log_joint_design, penalty
+from softmix.moe.model import (
+    MoEParams,
+    log_joint_design,
+    params_to_vector,
+    penalty,
+    score_samples_design,
+)
 
-__all__ = ["check_em_options", "e_step", "em_step", "fit_em", "objective"]
+__all__ = ["CRITERION", "check_em_options", "e_step", "em_step", "fit_em", "objective",
+           "record_criterion", "score_gain"]
 
 
 def objective(X: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0) -> float:
@@ -87,6 +94,68 @@ def em_step(
     return MoEParams(gating, coef, var, params.expert), value, degenerate
 
 
+#: Name of the stationarity criterion recorded in ``FitResult.criterion`` by every MoE fit.
+CRITERION = "score_gain_opg"
+
+#: :func:`score_gain` is computed when the model has at most this many free parameters
+#: (it needs an eigendecomposition of the (P, P) outer-product matrix); NaN above.
+SCORE_GAIN_MAX_PARAMS = 2000
+
+
+#: ... and when the (n, P) score matrix has at most this many entries (2e8: 1.6 GB).
+_SCORE_GAIN_MAX_ENTRIES = 2 * 10**8
+
+
+def score_gain(X1: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0,
+               tau: np.ndarray | None = None) -> float:
+    """Predicted remaining gain in nats: ``g' (S'S)^+ g / 2``.
+
+    ``S`` (n, P) holds the per-observation scores (:func:`softmix.moe.model.score_samples_design`,
+    by Fisher's identity from the posteriors) and ``g`` the gradient of the objective (their
+    sum, minus the ridge term). ``S'S`` is the outer-product-of-gradients estimate of the
+    information, so this is the Newton-step gain ``g' I^-1 g / 2`` in that metric: 0 at a
+    stationary point, invariant to any smooth reparametrisation (units of X or y, variances or
+    log variances) and comparable across n (``2 x`` it is the score test statistic, about
+    chi-squared with P degrees of freedom at a point one standard error from the optimum).
+    NaN when the model has more than :data:`SCORE_GAIN_MAX_PARAMS` free parameters or the
+    (n, P) score matrix would exceed 2e8 entries.
+    """
+    n_par = params_to_vector(params).size
+    if n_par > SCORE_GAIN_MAX_PARAMS or n_par * X1.shape[0] > _SCORE_GAIN_MAX_ENTRIES:
+        return float("nan")
+    if tau is None:
+        tau = e_step(X1, y, params, ridge)[0]
+    S = score_samples_design(X1, y, params, tau)
+    g = S.sum(axis=0)
+    if ridge:
+        g = g - ridge * _penalised_vector(params)
+    norms = np.sqrt(np.sum(S * S, axis=0))
+    norms = np.where(norms > 0, norms, 1.0)
+    A = S / norms
+    evals, evecs = np.linalg.eigh(A.T @ A)
+    keep = evals > 1e-12 * max(float(evals.max()), np.finfo(float).tiny)
+    proj = evecs[:, keep].T @ (g / norms)
+    return 0.5 * float(np.sum(proj**2 / evals[keep]))
+
+
+def _penalised_vector(params: MoEParams) -> np.ndarray:
+    """The ridge penalty's coefficients in the layout of ``params_to_vector``: gating and
+    classification-expert coefficients (Gaussian coefficients and variances: 0)."""
+    zero_coef = not EXPERTS[params.expert].is_classifier
+    coef = np.zeros_like(params.expert_coef) if zero_coef else params.expert_coef
+    var = None if params.expert_variance is None else np.zeros_like(params.expert_variance)
+    return params_to_vector(MoEParams(params.gating, coef, var, params.expert))
+
+
+def record_criterion(result: FitResult, X1: np.ndarray, y: np.ndarray, ridge: float) -> float:
+    """Fill ``result.criterion`` / ``criterion_value`` with :func:`score_gain` at its params."""
+    with np.errstate(all="ignore"):
+        value = score_gain(X1, y, result.params, ridge)
+    result.criterion = CRITERION
+    result.criterion_value = value
+    return value
+
+
 def check_em_options(inner_max_iter: int = 300, inner_tol: float = 1e-10,
                      inner_method: str = "newton", variance_floor: float | None = None):
     """Validated ``(inner_max_iter, inner_tol, inner_method, variance_floor)`` of :func:`fit_em`.
@@ -139,7 +208,7 @@ def fit_em(
     ridge : float
         L2 penalty on the gating and classification-expert coefficients.
     variance_floor : float, optional
-        Smallest variance of a Gaussian expert (default ``1e-6 var(y)``); hitting it issues a
+        Smallest variance of a Gaussian expert (default :func:`~softmix.moe.experts.default_variance_floor`, about ``4.9e-24 var(y)``: round-off level); hitting it issues a
         :class:`~softmix.exceptions.DegenerateComponentWarning` naming the expert.
     callback : callable, optional
         ``callback(iteration, params, objective)``; a truthy return stops the fit.
@@ -153,7 +222,9 @@ def fit_em(
     FitResult
         ``params`` (MoEParams), ``objective`` (penalised log-likelihood, equal to the
         log-likelihood when ``ridge=0``), ``history`` (objective per iteration), ``converged``,
-        ``n_iter``, ``stop_reason``; ``extra["log_likelihood"]`` is the unpenalised
+        ``n_iter``, ``stop_reason``; ``criterion`` / ``criterion_value``: the predicted
+        remaining gain in nats at ``params`` (:func:`score_gain`, scale-free; reported, the
+        stop itself is the tolerance rule); ``extra["log_likelihood"]`` is the unpenalised
         log-likelihood at ``params`` and ``extra["degenerate"]`` maps each expert that collapsed
         to ``(iteration, reason)`` of its first collapse.
     """
@@ -185,6 +256,7 @@ def fit_em(
     )
     result.extra["log_likelihood"] = result.objective + penalty(result.params, ridge)
     result.extra["degenerate"] = degenerate
+    record_criterion(result, X1, y, ridge)
     if warn:
         for i, (it, reason) in sorted(degenerate.items()):
             warn_degenerate({i: reason}, when=f" at EM iteration {it}")

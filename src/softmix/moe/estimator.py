@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,15 +22,18 @@ from softmix._validation import (
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
+from softmix.exceptions import DegenerateComponentWarning, SoftmixWarning
 from softmix.moe import options as _options
-from softmix.moe.em import check_em_options, fit_em
+from softmix.moe.diagnostics import effective_points, separation, thin_experts
+from softmix.moe.em import check_em_options, e_step, fit_em
 from softmix.moe.experts import EXPERTS, get_expert
 from softmix.moe.gating import add_intercept, gate_log_proba_design
 from softmix.moe.gradient import fit_gd, fit_gradient_em
-from softmix.moe.init import INITIALISERS, initialize
+from softmix.moe.init import INITIALISERS, NEAR_TRUTH, initialize
 from softmix.moe.likelihood import canonical_order
 from softmix.moe.model import MoEParams, check_params, log_joint_design
 from softmix.moe.model import sample as _sample
+from softmix.moe.standardize import Standardizer, fit_standardizer
 
 __all__ = ["SOLVERS", "MixtureOfExperts"]
 
@@ -66,6 +71,20 @@ def _logistic_float(expert: str, codes: np.ndarray) -> np.ndarray:
     return codes.astype(float) if expert == "logistic" else codes
 
 
+def _to_user_units(result: FitResult, std: Standardizer, shift: float) -> FitResult:
+    """A fit in internal coordinates -> the same fit in the user's units: parameters mapped
+    back, objectives (log-likelihoods) minus ``shift = n log s_y``."""
+    extra = dict(result.extra)
+    extra["internal_params"] = result.params
+    if extra.get("log_likelihood") is not None:
+        extra["log_likelihood"] = float(extra["log_likelihood"]) - shift
+    return dataclasses.replace(
+        result, params=std.params_out(result.params), objective=result.objective - shift,
+        history=result.history - shift, extra=extra,
+        all_objectives=None if result.all_objectives is None else result.all_objectives - shift,
+    )
+
+
 class _UnavailableError(ValueError, AttributeError):
     """A method that the estimator's configuration does not offer (``hasattr`` is False)."""
 
@@ -84,7 +103,7 @@ class MixtureOfExperts:
     solver : {"em", "gd", "gradient_em"}, default="em"
         ``"em"``: exact EM. ``"gd"`` and ``"gradient_em"`` are the gradient methods of
         :mod:`softmix.moe.gradient` (Fruytier, Mokhtari, Sanghavi 2025).
-    init : {"random", "kmeans", "near_truth"} or MoEParams, default="random"
+    init : {"random", "kmeans", "near_truth", "near_truth_authors"} or MoEParams, default="random"
         Initialisation (see :mod:`softmix.moe.init`): soft responsibilities around
         ``n_experts`` random sample centres in standardised ``(x, y)`` with per-expert weighted
         fits and one gating fit, k-means on ``(x, y)`` with per-group fits, the true parameters plus noise (experiments only; needs
@@ -96,14 +115,25 @@ class MixtureOfExperts:
     tol : float, default=1e-6
         Stop when the relative change of the objective is ``<= tol`` and not growing (never on
         the first iteration; see :func:`softmix.core.em.run_em`); ``0`` runs ``max_iter``
-        iterations. For ``"gd"`` and ``"gradient_em"`` the change per iteration scales with the
-        step size, so a small step meets ``tol`` far from the optimum (paper model, n = 2000:
-        ``step_size=1e-4`` after 2 iterations at a log-likelihood of -5561, EM's optimum is
-        -851); such a stop is reported as ``stop_reason="not_stationary"``, ``converged_=False``
-        with a ConvergenceWarning (the gradient norm must fall below 1e-2 of the start's).
+        iterations. Every fit records a scale-free stationarity measure in
+        ``fit_result_.criterion`` / ``criterion_value``: the predicted remaining gain in nats
+        (:func:`softmix.moe.em.score_gain`). For ``"gd"`` and ``"gradient_em"`` a ``tol`` stop
+        counts as converged only if that gain is at most 0.05 nats (or ``tol * |objective|``);
+        otherwise ``stop_reason="not_stationary"``, ``converged_=False`` and a
+        ConvergenceWarning (a fixed step of 1e-4 met ``tol`` after 2 iterations at -5561 on the
+        paper's model, where EM reaches -851).
+    min_weight : float, default=0.05
+        flexmix's ``minprior``: after a fit (each restart), an expert whose weight share
+        (mean responsibility ``sum_j tau_ji / n``) is below ``min_weight`` is removed, the
+        gate is re-gauged and the fit continues from the remaining experts until no share is
+        below (a DegenerateComponentWarning names the removed experts; ``n_experts_`` is the
+        number kept, ``fit_result_.extra["removed_experts"]`` records each removal). 0 keeps
+        every expert. Independently, a warning names every expert of the chosen fit that holds
+        fewer effective points (Kish) than its parameters.
     ridge : float, default=0.0
         L2 penalty ``ridge/2 ||.||^2`` on the gating and classification-expert coefficients
-        (a MAP fit; keeps them finite on separable data).
+        of the standardised columns (a MAP fit; keeps them finite on separable data, the remedy
+        the separation warning names).
     random_state : None, int or numpy.random.Generator
         Seed of the initialisations (restarts get spawned child streams); an int gives the
         same fit every time. :meth:`sample` takes its own ``random_state``.
@@ -121,9 +151,11 @@ class MixtureOfExperts:
         ``FLXMRglmfix(varFix = TRUE)``).
     **solver_options
         Passed to the solver. EM: ``inner_max_iter`` (300), ``inner_tol`` (1e-10),
-        ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (``1e-6 var(y)``). GD:
-        ``step_size`` (0.1). Gradient EM: ``step_gate``, ``step_expert`` (0.1), ``n_inner``
-        (5). Names are checked by :meth:`set_params` and :meth:`fit`.
+        ``inner_method`` ("newton" or "lbfgs"), ``variance_floor`` (in ``y``'s units; default ``4.9e-24 var(y)``, round-off level). GD:
+        ``step_size`` (``"armijo"``: Barzilai-Borwein trial steps with a backtracking Armijo
+        test; or a fixed float, which refers to the standardised internal coordinates).
+        Gradient EM: ``step_gate``, ``step_expert`` (both ``"armijo"``, or both floats),
+        ``n_inner`` (5). Names are checked by :meth:`set_params` and :meth:`fit`.
 
     Attributes
     ----------
@@ -144,7 +176,9 @@ class MixtureOfExperts:
     history_ : ndarray of shape (n_iter_ + 1,)
         Objective (penalised log-likelihood) after each iteration.
     fit_result_ : FitResult
-        Everything else (stop reason, all restarts' objectives, degenerate experts...).
+        Everything else (stop reason, all restarts' objectives, degenerate experts...), in the
+        user's units; ``fit_result_.extra["internal_params"]`` holds the parameters in the
+        internal coordinates of ``standardizer_``.
     n_features_in_ : int
     weights_ : ndarray of shape (n_experts,)
         Only with ``gate="constant"``: the mixing weights.
@@ -155,9 +189,28 @@ class MixtureOfExperts:
     ``gating_coef_`` the gate's coefficients on ``[1, X_gate]`` (shape (n_experts, 1) for a
     constant gate) and ``expert_coef_`` those on ``[1, X]``; methods that take ``X`` then
     take ``X_gate=`` too when the fit had it.
+    n_experts_ : int
+        Experts in the fitted model (``n_experts`` minus those removed by ``min_weight``).
+    n_parameters_ : int
+        Identified free parameters (what :meth:`bic` / :meth:`aic` count); see
+        :meth:`n_parameters`.
+    dropped_features_ : ndarray of int
+        Columns of ``X`` left out of the fit because they are constant or a linear combination
+        of the intercept and the other columns (a SoftmixWarning names them); their
+        coefficients are 0 in ``params_``.
+    standardizer_ : softmix.moe.standardize.Standardizer
+        The map between the user's units and the internal coordinates of the fit.
 
     Notes
     -----
+    **Units.** The fit runs in internal coordinates: the columns of ``X`` centred and scaled
+    to unit spread and, for Gaussian experts, ``y`` too (:mod:`softmix.moe.standardize`); the
+    parameters are mapped back. So shifting or rescaling a column of ``X`` or ``y`` gives the
+    same fit up to the implied reparametrisation (same log-likelihood up to ``n log`` of a
+    ``y`` scale, same predictions), whatever the units (a column shifted by 1e6 was silently
+    dropped before). The ``ridge`` penalises the coefficients on the standardised columns (as
+    glmnet's ``standardize=TRUE``), which keeps a ridged fit equivariant too.
+
     The model is ``p(y | x) = sum_i softmax_i(beta0_i + beta1_i'x) f_i(y | x)`` and the fit
     maximises ``sum_j log p(y_j | x_j)`` (minus the ridge penalty). With Gaussian experts this
     is the softmax-gated Gaussian MoE of Nguyen, Nguyen, Ho (NeurIPS 2023); with logistic and
@@ -190,6 +243,7 @@ class MixtureOfExperts:
         max_iter: int = 1000,
         tol: float = 1e-6,
         ridge: float = 0.0,
+        min_weight: float = 0.05,
         random_state: None | int | np.random.Generator = None,
         callback: Callable[[int, MoEParams, float], Any] | None = None,
         truth: MoEParams | None = None,
@@ -206,6 +260,7 @@ class MixtureOfExperts:
         self.max_iter = max_iter
         self.tol = tol
         self.ridge = ridge
+        self.min_weight = min_weight
         self.random_state = random_state
         self.callback = callback
         self.truth = truth
@@ -216,8 +271,8 @@ class MixtureOfExperts:
 
     # ----------------------------------------------------------------- sklearn plumbing
     _PARAM_NAMES = ("n_experts", "expert", "solver", "init", "n_init", "max_iter", "tol",
-                    "ridge", "random_state", "callback", "truth", "gate", "fit_intercept",
-                    "variance")
+                    "ridge", "min_weight", "random_state", "callback", "truth", "gate",
+                    "fit_intercept", "variance")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters (including the solver options) as a dict."""
@@ -285,6 +340,9 @@ class MixtureOfExperts:
         check_int(self.max_iter, "max_iter", low=0)
         check_float(self.tol, "tol", low=0.0)
         check_float(self.ridge, "ridge", low=0.0)
+        check_float(self.min_weight, "min_weight", low=0.0, high=1.0,
+                    remedy="E.g. min_weight=0.05 (flexmix's minprior), or 0 to keep every "
+                    "expert.")
         if isinstance(self.init, MoEParams):
             if self.n_init > 1:
                 raise ValueError(
@@ -295,12 +353,12 @@ class MixtureOfExperts:
             raise ValueError(
                 f"init must be one of {tuple(INITIALISERS)} or a MoEParams, got {self.init!r}."
             )
-        if self.init == "near_truth" and not isinstance(self.truth, MoEParams):
+        if self.init in NEAR_TRUTH and not isinstance(self.truth, MoEParams):
             raise ValueError(
                 "init='near_truth' needs the true parameters: pass truth=<MoEParams> "
                 f"(got truth={self.truth!r}); for real data use init='random' or 'kmeans'."
             )
-        if self.truth is not None and self.init != "near_truth":
+        if self.truth is not None and self.init not in NEAR_TRUTH:
             raise ValueError(
                 f"truth is only used by init='near_truth', but init={self.init!r}; drop truth= "
                 "or use init='near_truth'."
@@ -486,15 +544,14 @@ class MixtureOfExperts:
         expert = EXPERTS[self.expert]
         n_classes = classes.size if self.expert == "multinomial" else None
         layout, W1, weight = self._check_options(X, X_gate, sample_weight)
-        n_params = (self.n_experts - 1) * (d + 1) + self.n_experts * expert.n_params(d, n_classes)
         if layout is not None:
             n_params = layout.n_free_parameters(self.expert, self.n_experts, n_classes)
-        if n < n_params:
-            raise ValueError(
-                f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
-                f"expert {self.expert} model on {d} feature(s): the maximum likelihood is not "
-                "defined. Use more samples or fewer experts."
-            )
+            if n < n_params:
+                raise ValueError(
+                    f"fewer samples ({n}) than free parameters ({n_params}) of a "
+                    f"{self.n_experts}-expert {self.expert} model on {d} feature(s): the "
+                    "maximum likelihood is not defined. Use more samples or fewer experts."
+                )
         if isinstance(self.init, MoEParams):
             check_params(self.init, n_features=d if layout is None else layout.width,
                          expert=self.expert, n_classes=n_classes, name="init")
@@ -502,33 +559,72 @@ class MixtureOfExperts:
                 raise ValueError(
                     f"init has {self.init.n_experts} experts but n_experts={self.n_experts}."
                 )
-        rng = check_random_state(self.random_state)
         options = dict(self.solver_options)
         if self.solver == "em":  # before the start uses variance_floor
             check_em_options(**options)
+        # internal coordinates: centred, scaled, identified columns (moe/standardize.py)
+        std = fit_standardizer(X, y_enc, self.expert == "gaussian")
+        Xi, yi = std.transform_X(X), std.transform_y(y_enc)
+        r = Xi.shape[1]
+        n_params = (self.n_experts - 1) * (r + 1) + self.n_experts * expert.n_params(r, n_classes)
+        if layout is None and n < n_params:
+            raise ValueError(
+                f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
+                f"expert {self.expert} model on {r} identified feature(s): the maximum "
+                "likelihood is not defined. Use more samples or fewer experts."
+            )
+        rng = check_random_state(self.random_state)
+        raw_options = dict(options)  # the options' fit runs in the user's units
+        if "variance_floor" in options:
+            options["variance_floor"] = std.variance_floor_in(options["variance_floor"])
+        shift = std.log_scale(n)  # internal objective - shift = objective in y's units
+        callback = self.callback
+        if callback is not None:
+            user_callback = callback
+
+            def callback(it, params, value):
+                return user_callback(it, std.params_out(params), value - shift)
 
         def fit_one(child: np.random.Generator) -> FitResult:
+            if layout is not None and isinstance(self.init, MoEParams):  # on [1, X_gate, X]
+                return _options.fit_estimator_run(
+                    layout, X, W1, y_enc, self.init, True, sample_weight=weight,
+                    max_iter=self.max_iter, tol=self.tol, ridge=self.ridge,
+                    callback=self.callback, init_method="given", **raw_options)
             if isinstance(self.init, MoEParams):
-                params0, name = self.init, "given"
+                params0, name = std.params_in(self.init), "given"
+            elif self.init in NEAR_TRUTH:  # the truth's noise is drawn in the user's units
+                params0 = std.params_in(initialize(
+                    self.init, X, y_enc, self.n_experts, self.expert, rng=child,
+                    n_classes=n_classes, ridge=self.ridge, truth=self.truth))
+                name = self.init
             else:
                 params0 = initialize(
-                    self.init, X, y_enc, self.n_experts, self.expert, rng=child,
+                    self.init, Xi, yi, self.n_experts, self.expert, rng=child,
                     n_classes=n_classes, ridge=self.ridge,
-                    variance_floor=options.get("variance_floor"), truth=self.truth,
+                    variance_floor=options.get("variance_floor"),
                 )
                 name = self.init
-            if layout is not None:
+            if layout is not None:  # flexmix's options: the model on [1, X_gate, X]
                 return _options.fit_estimator_run(
-                    layout, X, W1, y_enc, params0, isinstance(self.init, MoEParams),
+                    layout, X, W1, y_enc, std.params_out(params0), False,
                     sample_weight=weight, max_iter=self.max_iter, tol=self.tol,
-                    ridge=self.ridge, callback=self.callback, init_method=name, **options)
-            return solver(X, y_enc, params0, max_iter=self.max_iter, tol=self.tol,
-                          ridge=self.ridge, callback=self.callback, init_method=name,
-                          **options)
+                    ridge=self.ridge, callback=self.callback, init_method=name,
+                    **raw_options)
+            run = solver(Xi, yi, params0, max_iter=self.max_iter, tol=self.tol,
+                         ridge=self.ridge, callback=callback, init_method=name, **options)
+            return self._prune(run, solver, Xi, yi, callback, options)
 
-        result = fit_with_restarts(fit_one, self.n_init, rng)
-        if result.stop_reason != "init":  # canonical order (see softmix.moe.likelihood)
-            result.params = result.params.permute(canonical_order(result.params, X))
+        internal = fit_with_restarts(fit_one, self.n_init, rng)
+        if layout is not None:
+            result = internal
+            if result.stop_reason != "init":  # canonical order (see softmix.moe.likelihood)
+                result.params = result.params.permute(canonical_order(result.params, W1[:, 1:]))
+        else:
+            if internal.stop_reason != "init":  # canonical order, decided in the user's units
+                order = canonical_order(std.params_out(internal.params), X)
+                internal.params = internal.params.permute(order)
+            result = _to_user_units(internal, std, shift)
         # fitted attributes only now: a fit that raised leaves a fitted model as it was
         self.n_features_in_ = d
         if classes is not None:
@@ -536,6 +632,13 @@ class MixtureOfExperts:
         self.fit_result_ = result
         self.params_ = result.params
         self._layout = layout
+        self.standardizer_ = std
+        self.dropped_features_ = np.asarray(std.dropped, dtype=np.intp)
+        k_fit = result.params.n_experts
+        self.n_experts_ = k_fit
+        self.n_parameters_ = (
+            (k_fit - 1) * (r + 1) + k_fit * expert.n_params(r, n_classes) if layout is None
+            else layout.n_free_parameters(self.expert, k_fit, n_classes))
         self.gating_coef_ = np.array(result.params.gating)
         self.expert_coef_ = np.array(result.params.expert_coef)
         if layout is not None:
@@ -552,7 +655,83 @@ class MixtureOfExperts:
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.history_ = result.history
+        if layout is None:  # (the options' fits are on [1, X_gate, X]: not diagnosed here)
+            self._diagnose(internal, Xi, yi)
         return self
+
+    def _prune(self, run: FitResult, solver, Xi, yi, callback, options) -> FitResult:
+        """flexmix's ``minprior``: remove experts whose weight share is below ``min_weight``
+        and continue the fit with the others, until none is below (or one expert is left)."""
+        removed = []
+        X1 = add_intercept(Xi)
+        while self.min_weight > 0 and run.params.n_experts > 1:
+            tau = e_step(X1, yi, run.params, self.ridge)[0]
+            share = tau.mean(axis=0)
+            small = share < self.min_weight
+            if not small.any():
+                break
+            keep = np.flatnonzero(~small)
+            if keep.size == 0:  # every share below: keep the largest expert
+                keep = np.array([int(np.argmax(share))])
+            removed.append({"experts": np.flatnonzero(small).tolist(),
+                            "shares": share[small].tolist(),
+                            "effective_points": effective_points(tau)[small].tolist(),
+                            "objective": run.objective, "n_iter": run.n_iter})
+            warnings.warn(
+                f"expert(s) {np.flatnonzero(small).tolist()} (0-based, of "
+                f"{run.params.n_experts}) held weight share(s) "
+                f"{[round(float(v), 4) for v in share[small]]} below min_weight="
+                f"{self.min_weight:g} ({[round(float(v), 1) for v in effective_points(tau)[small]]}"
+                " effective points) and were removed; the fit continued with "
+                f"{keep.size} expert(s) (n_experts_). Set min_weight=0 to keep every expert.",
+                DegenerateComponentWarning,
+                stacklevel=4,
+            )
+            p = run.params
+            gating = p.gating[keep] - p.gating[keep][-1]
+            var = None if p.expert_variance is None else p.expert_variance[keep]
+            reduced = MoEParams(gating, p.expert_coef[keep], var, p.expert)
+            run = solver(Xi, yi, reduced, max_iter=self.max_iter, tol=self.tol,
+                         ridge=self.ridge, callback=callback, init_method=run.init_method,
+                         **options)
+        if removed:
+            run.extra["removed_experts"] = removed
+        return run
+
+    def _diagnose(self, internal: FitResult, Xi: np.ndarray, yi: np.ndarray) -> None:
+        """Warnings about the chosen fit: separation, experts thinner than their parameters."""
+        params = internal.params
+        X1 = add_intercept(Xi)
+        with np.errstate(all="ignore"):
+            tau = e_step(X1, yi, params, self.ridge)[0]
+        # with a ridge the penalised MLE is finite: large logits there are the fit, not a
+        # solver stopping on the way to infinity
+        found = separation(X1, yi, params, tau) if self.ridge == 0 else {}
+        self.fit_result_.extra["separation"] = found
+        if found:
+            where = ", ".join(f"{block} ({count} point(s))" for block, count in found.items())
+            warnings.warn(
+                f"fitted probabilities numerically 0 or 1 occurred in the {where}: the data "
+                "are (quasi-)separated there, the maximum likelihood is at infinity and the "
+                "reported coefficients (largest |coefficient| "
+                f"{max(np.abs(self.gating_coef_).max(), np.abs(self.expert_coef_).max()):.3g})"
+                " are wherever the solver stopped. Use a ridge (e.g. ridge=1e-2) for a finite, "
+                "penalised fit, or fewer experts / features.",
+                SoftmixWarning,
+                stacklevel=3,
+            )
+        thin = thin_experts(tau, params)
+        self.fit_result_.extra["thin_experts"] = thin
+        n_par = EXPERTS[params.expert].n_params(params.n_features, params.n_classes)
+        for i, eff in sorted(thin.items()):
+            warnings.warn(
+                f"expert {i} (0-based) of the chosen fit holds {eff:.2f} effective point(s), "
+                f"fewer than its {n_par} parameters: its estimates are not determined by the "
+                "data (a spike of the likelihood, not a model). Raise min_weight, use fewer "
+                "experts or more data.",
+                DegenerateComponentWarning,
+                stacklevel=3,
+            )
 
     # ----------------------------------------------------------------- predictions
     def _log_lik(self, X: np.ndarray, y_enc: np.ndarray, X_gate: Any = None) -> np.ndarray:
@@ -627,13 +806,17 @@ class MixtureOfExperts:
         return self._log_lik(X, self._check_y(y, X.shape[0], fit=False), X_gate)
 
     def n_parameters(self) -> int:
-        """Free parameters of the fitted model (gating rows ``0..k-2``, experts)."""
+        """Identified free parameters of the fitted model (what BIC and AIC count).
+
+        Equal to ``n_parameters_``: ``(k-1)(r+1)`` gating parameters plus ``k`` times one
+        expert's (``r + 2`` Gaussian, ``r + 1`` logistic, ``(C-1)(r+1)`` multinomial), where
+        ``r`` is the number of identified columns of ``X`` (``n_features_in_`` minus the
+        constant or collinear columns in ``dropped_features_``). Model selection and inference
+        code should call this, not count ``params_``' entries (which include the dropped
+        columns' zero coefficients).
+        """
         check_fitted(self)
-        layout = getattr(self, "_layout", None)
-        if layout is not None:
-            return layout.n_free_parameters(self.expert, self.params_.n_experts,
-                                            self.params_.n_classes)
-        return self.params_.n_free_parameters
+        return int(self.n_parameters_)
 
     def bic(self, X: Any, y: Any, X_gate: Any = None) -> float:
         """Bayesian information criterion ``-2 log L + n_parameters log n`` (lower is better)."""

@@ -35,6 +35,7 @@ from softmix.exceptions import DegenerateComponentWarning
 
 __all__ = [
     "EXPERTS",
+    "VARIANCE_FLOOR_RATIO",
     "Expert",
     "GaussianExpert",
     "LogisticExpert",
@@ -49,18 +50,39 @@ EMPTY_WEIGHT = 1e-10
 
 
 def weighted_least_squares(X1: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``argmin_c sum_j w_j (y_j - X1_j c)^2``, shape (p,).
+    """``argmin_c sum_j w_j (y_j - X1_j c)^2`` for a design whose column 0 is the intercept,
+    shape (p,). A design without an intercept column (column 0 not all ones, as in the
+    intercept-free experts of :mod:`softmix.moe.options`) is solved as it is, uncentred.
+
+    The other columns are centred at their weighted means first (the intercept is recovered
+    from the means), so a column far from 0 (``x + 1e6``) is not collinear with the intercept
+    in the numerics and the fit is equivariant to shifting a column (before, a shift of 1e6
+    made the SVD fallback truncate that column: log-likelihood -5,409 instead of -851).
 
     Fast path (benchmarks/, issue 6): Cholesky of the equilibrated normal equations
-    ``D^-1 X1' W X1 D^-1`` (``D`` the column norms), O(n p^2) with one pass over the data and no
+    ``D^-1 Xc' W Xc D^-1`` (``D`` the column norms), O(n p^2) with one pass over the data and no
     LAPACK call on the tall matrix (``lstsq``'s SVD on (n, p) was ~100x slower here, and much
     slower still with several BLAS threads on a busy machine). Falls back to ``lstsq`` when the
     equilibrated Gram matrix is not safely positive definite (condition number above ~1e12,
     where forming it would lose accuracy), so the result is the least-squares solution either way.
     """
-    xw = X1 * w[:, None]
-    gram = xw.T @ X1
-    rhs = xw.T @ y
+    if X1.shape[1] == 0 or not np.all(X1[:, 0] == 1.0):
+        # no intercept column (moe.options: fit_intercept=False): plain weighted least squares
+        return _wls_centred(X1, y, w) if X1.shape[1] else np.zeros(0)
+    sw = float(w.sum())
+    x_mean = (w @ X1[:, 1:]) / sw
+    y_mean = float(w @ y) / sw
+    Xc = X1[:, 1:] - x_mean
+    yc = y - y_mean
+    slope = _wls_centred(Xc, yc, w) if Xc.shape[1] else np.zeros(0)
+    return np.concatenate([[y_mean - float(x_mean @ slope)], slope])
+
+
+def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares without intercept (columns already centred)."""
+    xw = Xc * w[:, None]
+    gram = xw.T @ Xc
+    rhs = xw.T @ yc
     scale = np.sqrt(np.diag(gram))
     if np.all(scale > 0) and np.all(np.isfinite(gram)):
         try:
@@ -72,19 +94,31 @@ def weighted_least_squares(X1: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.n
             if diag.min() > 1e-6 * diag.max():
                 return linalg.cho_solve(factor, rhs / scale, check_finite=False) / scale
     root = np.sqrt(w)
-    coef, *_ = np.linalg.lstsq(X1 * root[:, None], y * root, rcond=None)
+    coef, *_ = np.linalg.lstsq(Xc * root[:, None], yc * root, rcond=None)
     return coef
 
 
-def default_variance_floor(y: np.ndarray) -> float:
-    """Default variance floor of Gaussian experts: ``1e-6 * var(y)``.
+#: The default variance floor as a fraction of ``var(y)``: ``(1e4 eps)^2 ~ 4.9e-24``, a
+#: residual standard deviation of 1e4 units of round-off of ``y``'s spread. A residual
+#: variance below it is not measurable in double precision (the residuals of a weighted fit
+#: are computed to ~eps times ``y``'s scale), so the floor binds only when an expert
+#: interpolates its points exactly, never on a well-determined fit.
+VARIANCE_FLOOR_RATIO = (1e4 * np.finfo(float).eps) ** 2
 
-    Relative to ``y``'s scale, so a fit is equivariant to rescaling ``y`` (an absolute lower
-    bound would sit above the experts' variances when ``y`` is small, e.g. ``y ~ 1e-8``);
-    1e-12 only when ``1e-6 var(y)`` is 0 or subnormal (constant ``y``).
+
+def default_variance_floor(y: np.ndarray) -> float:
+    """Default variance floor of Gaussian experts: ``VARIANCE_FLOOR_RATIO * var(y)``.
+
+    Round-off level, relative to ``y``'s spread (so a fit is equivariant to rescaling ``y``).
+    It keeps the likelihood finite when an expert collapses onto points it fits exactly; it
+    does not bias legitimate high signal-to-noise fits (the former ``1e-6 var(y)`` floored a
+    true variance of 9e-6 to 1.5e-5 in both experts of a fit with 1,356 effective points per
+    expert). Spurious near-singular experts are handled by ``min_weight`` and the
+    few-effective-points warning of :class:`~softmix.moe.estimator.MixtureOfExperts`, not by a
+    floor that would bias every fit. 1e-300 when ``var(y)`` is 0 or subnormal (constant ``y``).
     """
-    floor = 1e-6 * float(np.var(y))
-    return floor if floor >= np.finfo(float).tiny else 1e-12
+    floor = VARIANCE_FLOOR_RATIO * float(np.var(y))
+    return floor if floor >= np.finfo(float).tiny else 1e-300
 
 
 class Expert(Protocol):
@@ -206,8 +240,8 @@ def warn_degenerate(degenerate: dict[int, str], when: str = "") -> None:
     """One :class:`DegenerateComponentWarning` per degenerate expert, naming it (0-based)."""
     for i, reason in sorted(degenerate.items()):
         warnings.warn(
-            f"expert {i} (0-based) collapsed{when}: {reason}. Use fewer experts, restarts "
-            "(n_init), a ridge, or a different initialisation.",
+            f"expert {i} (0-based) is degenerate{when}: {reason}. Use fewer experts, restarts "
+            "(n_init), a larger min_weight (MixtureOfExperts), or a different initialisation.",
             DegenerateComponentWarning,
             stacklevel=3,
         )
@@ -238,6 +272,13 @@ class GaussianExpert(_BaseExpert):
         g_var = np.sum(weights * (resid**2 / variance - 1.0), axis=0) / (2.0 * variance)
         return g_coef, g_var
 
+    def score_samples(self, X1, y, coef, variance, weights) -> list[np.ndarray]:
+        """Per-sample ``w_ji d log f_i(y_j) / d(coef_i, nu_i)``: [(n, k, p), (n, k)]."""
+        resid = y[:, None] - X1 @ coef.T
+        g_coef = (weights * resid / variance)[:, :, None] * X1[:, None, :]
+        g_var = weights * (resid**2 / variance - 1.0) / (2.0 * variance)
+        return [g_coef, g_var]
+
     def fit_one(self, X1, y, w, coef0, variance0, *, variance_floor, **_ignored):
         """Weighted least squares and the weighted residual variance, floored."""
         sw = float(w.sum())
@@ -247,8 +288,11 @@ class GaussianExpert(_BaseExpert):
         reason = None
         if not var > variance_floor:
             reason = (
-                f"variance {var:.3g} fell to the floor {variance_floor:.3g} (the expert fits "
-                f"{_effective_points(w):.1f} effective point(s) almost exactly)"
+                f"its residual variance {var:.3g} is at or below the variance floor "
+                f"{variance_floor:.3g} and was set to the floor: the expert fits its "
+                f"{_effective_points(w):.1f} effective point(s) to within that variance (a "
+                "spike of the likelihood, not a model of the data, unless the data are exactly "
+                "linear there)"
             )
             var = variance_floor
         return coef, var, reason
@@ -282,6 +326,11 @@ class LogisticExpert(_BaseExpert):
     def grad_log_prob(self, X1, y, coef, variance, weights):
         eta = X1 @ coef.T
         return (weights * (y[:, None] - expit(eta))).T @ X1, None
+
+    def score_samples(self, X1, y, coef, variance, weights) -> list[np.ndarray]:
+        """Per-sample ``w_ji (y_j - p_ji) [1, x_j]``: [(n, k, p)]."""
+        eta = X1 @ coef.T
+        return [(weights * (y[:, None] - expit(eta)))[:, :, None] * X1[:, None, :]]
 
     def fit_one(self, X1, y, w, coef0, variance0=None, *, ridge=0.0, max_iter=300, tol=1e-10,
                 method="newton", **_ignored):
@@ -331,6 +380,14 @@ class MultinomialExpert(_BaseExpert):
             _, g = multinomial_logistic_objective(coef[i], X1, onehot, weights[:, i], 0.0, 1)
             grad[i, :-1] = g
         return grad, None
+
+    def score_samples(self, X1, y, coef, variance, weights) -> list[np.ndarray]:
+        """Per-sample ``w_ji (1[y_j=c] - p_jic) [1, x_j]`` for the free classes
+        ``c < C-1``: [(n, k, C-1, p)]."""
+        prob = self.mean(X1, coef)
+        resid = _onehot(y, coef.shape[1])[:, None, :] - prob
+        g = (weights[:, :, None] * resid)[:, :, :-1, None] * X1[:, None, None, :]
+        return [g]
 
     def fit_one(self, X1, y, w, coef0, variance0=None, *, ridge=0.0, max_iter=300, tol=1e-10,
                 method="newton", **_ignored):

@@ -19,7 +19,8 @@
   standardised pairs, then the same per-group fits.
 - ``"near_truth"``: for experiments only: the true parameters plus Gaussian noise whose scale
   shrinks with ``n`` (the authors' "favourable" start, ``ParamNMoE$initParam(nearTrue=TRUE)``;
-  see the Notes of :func:`init_near_truth`). Needs ``truth=``.
+  see the Notes of :func:`init_near_truth`). Needs ``truth=``. ``"near_truth_authors"``: the
+  same start drawn exactly as the authors' code draws it (quirks included).
 
 A user-given :class:`~softmix.moe.model.MoEParams` is the fourth option; the estimator passes it
 straight to the EM.
@@ -40,6 +41,7 @@ from softmix.moe.model import MoEParams
 
 __all__ = [
     "INITIALISERS",
+    "NEAR_TRUTH",
     "init_from_partition",
     "init_from_weights",
     "init_kmeans",
@@ -202,7 +204,8 @@ def init_kmeans(X, y, n_experts, expert="gaussian", *, rng, n_classes=None, ridg
 
 
 def init_near_truth(X, y, n_experts, expert="gaussian", *, rng, truth: MoEParams,
-                    n_classes=None, ridge=0.0, variance_floor=None) -> MoEParams:
+                    n_classes=None, ridge=0.0, variance_floor=None,
+                    style: str = "per_coordinate") -> MoEParams:
     """The true parameters plus noise shrinking with ``n`` (experiment-only start).
 
     Parameters
@@ -221,6 +224,12 @@ def init_near_truth(X, y, n_experts, expert="gaussian", *, rng, truth: MoEParams
     coordinate (theirs adds one scalar to a whole column) and it perturbs the true *variance*
     through its standard deviation (theirs starts the variance at the true standard deviation).
     The last gating row stays 0 (gauge).
+
+    ``style="authors"`` (``init="near_truth_authors"``) reproduces their code instead,
+    quirks included: one noise draw per gating row and per expert, added to its intercept and
+    slopes alike (R's recycled ``rnorm(n=1)``), and the variance started at the true
+    *standard deviation* plus the noise (``sigma_init = sigma + |N(0, sd^2)|`` stored as the
+    variance, i.e. 0.3 or 0.4 instead of 0.09 or 0.16 on the paper's model).
     """
     if not isinstance(truth, MoEParams):
         raise TypeError(
@@ -247,15 +256,25 @@ def init_near_truth(X, y, n_experts, expert="gaussian", *, rng, truth: MoEParams
             if np.unique(s).size == k_true:
                 break
     gate_sd, coef_sd, sd_sd = 0.005 * n**-0.083, 0.05 * n**-0.083, 0.005 * n**-0.25
-    gating = truth.gating[s] + gate_sd * rng.standard_normal((n_experts, truth.gating.shape[1]))
+    authors = style == "authors"
+    p = truth.gating.shape[1]
+    coef_shape = truth.expert_coef[s].shape
+    if authors:  # one draw per row, recycled over its coordinates
+        gate_noise = np.repeat(rng.standard_normal((n_experts, 1)), p, axis=1)
+        coef_noise = np.broadcast_to(
+            rng.standard_normal(coef_shape[:-1] + (1,)), coef_shape)
+    else:
+        gate_noise = rng.standard_normal((n_experts, p))
+        coef_noise = rng.standard_normal(coef_shape)
+    gating = truth.gating[s] + gate_sd * gate_noise
     gating[-1] = 0.0
-    coef = truth.expert_coef[s] + coef_sd * rng.standard_normal(truth.expert_coef[s].shape)
+    coef = truth.expert_coef[s] + coef_sd * coef_noise
     if expert == "multinomial":
         coef[:, -1, :] = 0.0
     var = None
     if truth.expert_variance is not None:
         sd = np.sqrt(truth.expert_variance[s]) + np.abs(sd_sd * rng.standard_normal(n_experts))
-        var = sd**2
+        var = sd if authors else sd**2
     return MoEParams(gating, coef, var, expert)
 
 
@@ -265,7 +284,11 @@ INITIALISERS: dict[str, Callable[..., MoEParams]] = {
     "random": init_random,
     "kmeans": init_kmeans,
     "near_truth": init_near_truth,
+    "near_truth_authors": lambda *a, **kw: init_near_truth(*a, style="authors", **kw),
 }
+
+#: The initialisations that need ``truth=`` (experiments only).
+NEAR_TRUTH = ("near_truth", "near_truth_authors")
 
 
 def initialize(

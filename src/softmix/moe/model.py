@@ -34,6 +34,8 @@ __all__ = [
     "params_to_vector",
     "penalty",
     "sample",
+    "score_samples",
+    "score_samples_design",
 ]
 
 
@@ -254,6 +256,31 @@ def gradient(X: np.ndarray, y: np.ndarray, params: MoEParams) -> MoEParams:
         X1, y, params.expert_coef, params.expert_variance, tau
     )
     return MoEParams(g_gate, g_coef, g_var, params.expert)
+
+
+def score_samples_design(X1: np.ndarray, y: np.ndarray, params: MoEParams,
+                         tau: np.ndarray | None = None) -> np.ndarray:
+    """Per-observation gradient of ``log p(y_j | x_j)``, shape (n, n_free), in the layout of
+    :func:`params_to_vector` (variance entries: derivative with respect to ``nu_i``).
+
+    Rows sum to the vectorised :func:`gradient`. ``tau`` (the posteriors at ``params``) is
+    computed when not given. Used for the outer-product-of-gradients metric (the stationarity
+    criterion of :func:`softmix.moe.em.score_gain`) and for sandwich / cluster covariances.
+    """
+    if tau is None:
+        lj = log_joint_design(X1, y, params)
+        tau = np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
+    n = X1.shape[0]
+    pi = np.exp(gate_log_proba_design(X1, params.gating))
+    gate = ((tau - pi)[:, :-1, None] * X1[:, None, :]).reshape(n, -1)
+    blocks = EXPERTS[params.expert].score_samples(X1, y, params.expert_coef,
+                                                  params.expert_variance, tau)
+    return np.hstack([gate] + [b.reshape(n, -1) for b in blocks])
+
+
+def score_samples(X: np.ndarray, y: np.ndarray, params: MoEParams) -> np.ndarray:
+    """:func:`score_samples_design` from ``X`` of shape (n, d)."""
+    return score_samples_design(add_intercept(X), np.asarray(y), params)
 
 
 def sample(X: np.ndarray, params: MoEParams, rng: np.random.Generator) -> tuple:
