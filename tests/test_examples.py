@@ -23,7 +23,8 @@ def _main(name: str):
 
 
 def test_every_example_is_tested():
-    tested = {"vocabulary_mixture", "moe_regression", "model_selection", "reproduction"}
+    tested = {"vocabulary_mixture", "moe_regression", "model_selection", "reproduction",
+              "latent_class_swissmetro"}  # (the last in tests/test_choice_example.py)
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
