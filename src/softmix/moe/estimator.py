@@ -395,7 +395,7 @@ class MixtureOfExperts:
             raise ValueError(
                 f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
                 f"expert {self.expert} model on {d} feature(s): the maximum likelihood is not "
-                "defined. Use more samples or fewer experts."
+                "defined. Use more samples or fewer experts (a smaller n_experts)."
             )
         if isinstance(self.init, MoEParams):
             check_params(self.init, n_features=d, expert=self.expert, n_classes=n_classes,
