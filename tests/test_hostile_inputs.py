@@ -205,7 +205,7 @@ def test_smm_duplicated_and_constant_columns_warn_and_stay_finite():
         assert model.n_unidentified_ == 1
 
 
-@pytest.mark.parametrize("scale", [1e-150, 1e-50, 1e50, 1e150])
+@pytest.mark.parametrize("scale", [1e-150, 1e-50, 1e50, 1e150, 1e160])
 def test_smm_extreme_scales(scale):
     """Tiny or huge features: a finite fit (possibly with a warning) or an error naming
     features; never NaN or a NumPy traceback."""
