@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+from softmix.core.restarts import spawn
 from softmix.datasets import make_softmax_mixture
 from softmix.exceptions import SoftmixWarning
 from softmix.metrics import atom_error
@@ -99,7 +100,7 @@ def test_subspace_keeps_the_best_screened_start():
     best = warm_start.subspace_init(d.features, d.counts, 3, np.random.default_rng(5), n_starts=6)
     single = [
         warm_start.subspace_init(d.features, d.counts, 3, g, n_starts=1)
-        for g in np.random.default_rng(6).spawn(6)
+        for g in spawn(np.random.default_rng(6), 6)
     ]
     ll = log_likelihood(d.features, d.counts, best)
     # the best of 6 screened starts is at least as good as the median single screened start

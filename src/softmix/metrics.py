@@ -540,6 +540,9 @@ def weight_error(est_weights, est_atoms, true_weights, true_atoms) -> float:
             f"est_weights and true_weights must have shape (K,) = ({tru.shape[0]},), got "
             f"{a_hat.shape} and {a.shape}."
         )
+    for name, w in (("est_weights", a_hat), ("true_weights", a)):
+        if np.any(w < 0):
+            raise ValueError(f"{name} must be non-negative mixture weights, got {w}.")
     return float(np.abs(a_hat[match_components(est, tru)] - a).sum())
 
 

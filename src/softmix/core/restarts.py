@@ -13,10 +13,16 @@ __all__ = ["fit_with_restarts", "spawn"]
 
 
 def spawn(rng: np.random.Generator, n: int) -> list[np.random.Generator]:
-    """``n`` independent child generators of ``rng`` (reproducible, never a global seed)."""
-    return list(rng.spawn(n)) if hasattr(rng, "spawn") else [
-        np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(n)
-    ]
+    """``n`` independent child generators of ``rng`` (reproducible, never a global seed).
+
+    The same streams as ``rng.spawn(n)`` (NumPy >= 1.25) on every supported NumPy: before 1.25
+    the children are built from the bit generator's ``_seed_seq`` the same way.
+    """
+    if hasattr(rng, "spawn"):
+        return list(rng.spawn(n))
+    bit_generator = rng.bit_generator
+    seed_seq = getattr(bit_generator, "seed_seq", None) or bit_generator._seed_seq
+    return [np.random.Generator(type(bit_generator)(s)) for s in seed_seq.spawn(n)]
 
 
 def fit_with_restarts(

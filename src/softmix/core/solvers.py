@@ -16,6 +16,7 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse import linalg as sparse_linalg
 
+from softmix.core.compat import cg
 from softmix.core.special import log_softmax
 
 __all__ = ["NewtonResult", "newton_direction", "newton_maximize"]
@@ -46,10 +47,12 @@ def newton_direction(grad: np.ndarray, hess) -> np.ndarray:
     ``CG_MAX_ITER`` iterations; every CG iterate of a negative definite ``hess`` is an ascent
     direction, so a truncated solve is still usable).
     """
+    if grad.size == 0:  # nothing free (e.g. the gate of one expert); SciPy < 1.11 fails on 0x0
+        return grad.copy()
     if isinstance(hess, sparse_linalg.LinearOperator):
         neg_op = sparse_linalg.LinearOperator(hess.shape, matvec=lambda v: -hess.matvec(v),
                                               dtype=float)
-        d, _ = sparse_linalg.cg(neg_op, grad, rtol=CG_RTOL, maxiter=CG_MAX_ITER)
+        d, _ = cg(neg_op, grad, rtol=CG_RTOL, maxiter=CG_MAX_ITER)
         return d if float(grad @ d) > 0 else grad  # guard: never a non-ascent direction
     neg = -hess
     scale = max(float(np.trace(neg)) / max(neg.shape[0], 1), 1e-300)

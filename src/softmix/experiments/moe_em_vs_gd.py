@@ -37,6 +37,7 @@ import numpy as np
 
 from softmix.core.restarts import spawn
 from softmix.datasets import make_sym_mixture_of_experts
+from softmix.experiments.runner import cell
 from softmix.moe import mirror
 
 NAME = "moe-em-vs-gd"
@@ -139,51 +140,59 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     rows: list[dict] = []
     total = len(config.kinds) * config.n_instances
     done = 0
-    d = config.n_features
     for kind, kind_rng in zip(config.kinds, spawn(rng, len(config.kinds)), strict=True):
         tune_rng, *inst_rngs = spawn(kind_rng, config.n_instances + 1)
-        steps = tune_steps(config, kind, tune_rng)
+        steps = cell(("tune", kind), tune_steps, config, kind, tune_rng)
         for inst, inst_rng in enumerate(inst_rngs):
-            X, y, theta_star, theta0 = _instance(config, kind, inst_rng)
-            L_star = mirror.sym_objective(X, y, theta_star, kind)
-            summary = {"record": "instance", "kind": kind, "instance": inst,
-                       "step_gd": steps["gd"], "step_w_gem": steps["gradient_em"][0],
-                       "step_beta_gem": steps["gradient_em"][1]}
-            for method in METHODS:
-                fit = _fit(X, y, theta0, kind, method, steps, config.n_iter, config.n_inner)
-                trace = fit.extra["trace"]
-                L = -fit.history
-                sign = 1.0 if (np.linalg.norm(trace[-1] - theta_star)
-                               <= np.linalg.norm(trace[-1] + theta_star)) else -1.0
-                beta_err = (np.linalg.norm(trace[:, d:] - sign * theta_star[d:], axis=1)
-                            / np.linalg.norm(theta_star[d:]))
-                w_err = (np.linalg.norm(trace[:, :d] - sign * theta_star[:d], axis=1)
-                         / np.linalg.norm(theta_star[:d]))
-                for t in range(len(L)):
-                    rows.append({"record": "curve", "kind": kind, "instance": inst,
-                                 "method": method, "iteration": t, "objective": L[t],
-                                 "gap_star": L[t] - L_star, "gap_final": L[t] - L[-1],
-                                 "beta_err": beta_err[t], "w_err": w_err[t]})
-                below = np.nonzero(L <= L_star)[0]
-                summary[f"floor_iter_{method}"] = int(below[0]) if below.size else float("nan")
-                summary[f"beta_err_{method}"] = beta_err[-1]
-                summary[f"w_err_{method}"] = w_err[-1]
-                summary[f"stop_{method}"] = fit.stop_reason
-                if method == "em":
-                    mle = mirror.sym_mle(X, y, trace[-1], kind)
-                    summary["em_contraction"] = _contraction(trace, mle,
-                                                             np.linalg.norm(theta_star))
-                    summary["lambda_max_mle"] = mirror.predicted_em_rate(X, y, mle, kind)
-                    summary["lambda_max_truth"] = mirror.predicted_em_rate(X, y, theta_star,
-                                                                           kind)
-                    summary["mle_beta_err"] = (np.linalg.norm(mle[d:] - theta_star[d:])
-                                               / np.linalg.norm(theta_star[d:]))
-                    summary["mle_w_err"] = (np.linalg.norm(mle[:d] - theta_star[:d])
-                                            / np.linalg.norm(theta_star[:d]))
-            rows.append(summary)
+            rows.extend(cell(("instance", kind, inst), _instance_rows, config, kind, inst,
+                             inst_rng, steps))
             done += 1
             if progress is not None:
                 progress(done, total)
+    return rows
+
+
+def _instance_rows(config: Config, kind: str, inst: int, inst_rng, steps: dict) -> list[dict]:
+    """The curve rows and the summary row of one instance (one cell of :func:`run`)."""
+    d = config.n_features
+    rows: list[dict] = []
+    X, y, theta_star, theta0 = _instance(config, kind, inst_rng)
+    L_star = mirror.sym_objective(X, y, theta_star, kind)
+    summary = {"record": "instance", "kind": kind, "instance": inst,
+               "step_gd": steps["gd"], "step_w_gem": steps["gradient_em"][0],
+               "step_beta_gem": steps["gradient_em"][1]}
+    for method in METHODS:
+        fit = _fit(X, y, theta0, kind, method, steps, config.n_iter, config.n_inner)
+        trace = fit.extra["trace"]
+        L = -fit.history
+        sign = 1.0 if (np.linalg.norm(trace[-1] - theta_star)
+                       <= np.linalg.norm(trace[-1] + theta_star)) else -1.0
+        beta_err = (np.linalg.norm(trace[:, d:] - sign * theta_star[d:], axis=1)
+                    / np.linalg.norm(theta_star[d:]))
+        w_err = (np.linalg.norm(trace[:, :d] - sign * theta_star[:d], axis=1)
+                 / np.linalg.norm(theta_star[:d]))
+        for t in range(len(L)):
+            rows.append({"record": "curve", "kind": kind, "instance": inst,
+                         "method": method, "iteration": t, "objective": L[t],
+                         "gap_star": L[t] - L_star, "gap_final": L[t] - L[-1],
+                         "beta_err": beta_err[t], "w_err": w_err[t]})
+        below = np.nonzero(L <= L_star)[0]
+        summary[f"floor_iter_{method}"] = int(below[0]) if below.size else float("nan")
+        summary[f"beta_err_{method}"] = beta_err[-1]
+        summary[f"w_err_{method}"] = w_err[-1]
+        summary[f"stop_{method}"] = fit.stop_reason
+        if method == "em":
+            mle = mirror.sym_mle(X, y, trace[-1], kind)
+            summary["em_contraction"] = _contraction(trace, mle,
+                                                     np.linalg.norm(theta_star))
+            summary["lambda_max_mle"] = mirror.predicted_em_rate(X, y, mle, kind)
+            summary["lambda_max_truth"] = mirror.predicted_em_rate(X, y, theta_star,
+                                                                   kind)
+            summary["mle_beta_err"] = (np.linalg.norm(mle[d:] - theta_star[d:])
+                                       / np.linalg.norm(theta_star[d:]))
+            summary["mle_w_err"] = (np.linalg.norm(mle[:d] - theta_star[:d])
+                                    / np.linalg.norm(theta_star[:d]))
+    rows.append(summary)
     return rows
 
 

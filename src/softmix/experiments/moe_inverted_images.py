@@ -38,6 +38,7 @@ import numpy as np
 from softmix.core.restarts import spawn
 from softmix.core.special import logsumexp
 from softmix.datasets import make_inverted_digits
+from softmix.experiments.runner import cell
 from softmix.moe.em import fit_em
 from softmix.moe.experts import EXPERTS
 from softmix.moe.gating import add_intercept, gate_log_proba_design
@@ -170,35 +171,42 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     tune_rng, *inst_rngs = spawn(rng, config.n_instances + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow in diverged GD runs
-        steps = tune_steps(config, tune_rng)
+        steps = cell(("tune",), tune_steps, config, tune_rng)
     rows: list[dict] = []
     total = config.n_instances * len(METHODS)
     done = 0
     for inst, inst_rng in enumerate(inst_rngs):
-        data = _data(config, inst_rng)
-        n_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
-        params0 = _start(config, data["X_train"].shape[1], n_classes, inst_rng)
-        n_train = data["X_train"].shape[0]
-        for method in METHODS:
-            fit, trace = fit_with_trace(method, data, params0, config, steps)
-            for t, params in enumerate(trace):
-                logp = class_log_proba(data["X_test"], params)
-                y_test = data["y_test"]
-                gate = gate_log_proba_design(add_intercept(data["X_test"]), params.gating)
-                routed = np.mean(np.argmax(gate, axis=1) == data["inverted_test"])
-                rows.append({
-                    "instance": inst, "method": method, "iteration": t,
-                    "test_accuracy": float(np.mean(np.argmax(logp, axis=1) == y_test)),
-                    "test_cross_entropy": float(-np.mean(logp[np.arange(len(y_test)), y_test])),
-                    "train_objective": float(-fit.history[t] / n_train),
-                    "gate_routing": float(max(routed, 1.0 - routed)),
-                    "step_gd": steps["gd"], "step_gate_gem": steps["gradient_em"][0],
-                    "step_expert_gem": steps["gradient_em"][1],
-                    "stop_reason": fit.stop_reason,
-                })
-            done += 1
-            if progress is not None:
-                progress(done, total)
+        rows.extend(cell(("instance", inst), _instance_rows, config, inst, inst_rng, steps))
+        done += len(METHODS)
+        if progress is not None:
+            progress(done, total)
+    return rows
+
+
+def _instance_rows(config: Config, inst: int, inst_rng, steps: dict) -> list[dict]:
+    """The rows of one instance, every method and iteration (one cell of :func:`run`)."""
+    rows: list[dict] = []
+    data = _data(config, inst_rng)
+    n_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
+    params0 = _start(config, data["X_train"].shape[1], n_classes, inst_rng)
+    n_train = data["X_train"].shape[0]
+    for method in METHODS:
+        fit, trace = fit_with_trace(method, data, params0, config, steps)
+        for t, params in enumerate(trace):
+            logp = class_log_proba(data["X_test"], params)
+            y_test = data["y_test"]
+            gate = gate_log_proba_design(add_intercept(data["X_test"]), params.gating)
+            routed = np.mean(np.argmax(gate, axis=1) == data["inverted_test"])
+            rows.append({
+                "instance": inst, "method": method, "iteration": t,
+                "test_accuracy": float(np.mean(np.argmax(logp, axis=1) == y_test)),
+                "test_cross_entropy": float(-np.mean(logp[np.arange(len(y_test)), y_test])),
+                "train_objective": float(-fit.history[t] / n_train),
+                "gate_routing": float(max(routed, 1.0 - routed)),
+                "step_gd": steps["gd"], "step_gate_gem": steps["gradient_em"][0],
+                "step_expert_gem": steps["gradient_em"][1],
+                "stop_reason": fit.stop_reason,
+            })
     return rows
 
 

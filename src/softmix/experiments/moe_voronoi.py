@@ -38,6 +38,7 @@ import numpy as np
 
 from softmix.core.restarts import spawn
 from softmix.datasets import make_gaussian_moe, paper_gaussian_moe_params
+from softmix.experiments.runner import cell
 from softmix.metrics import voronoi_loss
 from softmix.plotting import loglog_slope
 
@@ -196,22 +197,28 @@ def run(
                                     random_state=data_rng)
         kind = "d1" if k == truth.n_experts else "d2"
         for init, fit_rng in zip(config.inits[k], fit_rngs):
-            start = time.perf_counter()
-            model, warned = _fit_one(X, y, k, init, truth, config, fit_rng)
-            row = {"k": k, "n": n, "rep": rep, "init": init, "loss_kind": kind.upper()}
-            row.update(_loss_columns(model.params_, truth, kind))
-            row.update(
-                n_iter=model.n_iter_,
-                converged=bool(model.converged_),
-                log_likelihood=model.log_likelihood_,
-                warnings=";".join(warned),
-                seconds=round(time.perf_counter() - start, 3),
-            )
-            rows.append(row)
+            rows.append(cell(("fit", k, n, rep, init), _fit_row, X, y, k, n, rep, init, truth,
+                             config, fit_rng, kind))
             done += 1
             if progress is not None:
                 progress(done, total)
     return rows
+
+
+def _fit_row(X, y, k, n, rep, init, truth, config, fit_rng, kind) -> dict:
+    """One fit's row (one cell of :func:`run`)."""
+    start = time.perf_counter()
+    model, warned = _fit_one(X, y, k, init, truth, config, fit_rng)
+    row = {"k": k, "n": n, "rep": rep, "init": init, "loss_kind": kind.upper()}
+    row.update(_loss_columns(model.params_, truth, kind))
+    row.update(
+        n_iter=model.n_iter_,
+        converged=bool(model.converged_),
+        log_likelihood=model.log_likelihood_,
+        warnings=";".join(warned),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+    return row
 
 
 # ----------------------------------------------------------------------------- summaries

@@ -18,6 +18,7 @@ import numpy as np
 
 from softmix.core.restarts import spawn
 from softmix.experiments._smm import replicate
+from softmix.experiments.runner import cell
 
 NAME = "smm-components"
 DESCRIPTION = (
@@ -63,7 +64,7 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     jobs = [(ell, k, r) for ell in config.feature_grid for k in config.k_grid
             for r in range(config.n_reps)]
     for i, ((ell, k, rep), child) in enumerate(zip(jobs, spawn(rng, len(jobs)))):
-        for row in replicate(
+        for row in cell(("replication", ell, k, rep), replicate,
             n_samples=config.n_samples, n_alternatives=config.n_alternatives,
             n_features=ell, n_components=k, separation=config.separation,
             methods=config.methods, tol=config.tol, max_iter=config.max_iter, rng=child,

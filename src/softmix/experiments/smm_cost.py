@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from softmix.core.restarts import spawn
 from softmix.datasets import make_softmax_mixture
+from softmix.experiments.runner import cell
 from softmix.plotting import loglog_slope
 from softmix.softmax_mixture.em import fit_em
 
@@ -75,9 +77,11 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     rows = []
     total = len(jobs) * len(config.m_steps)
     done = 0
+    streams = iter(spawn(rng, total))  # one stream per cell: a resumed run skips cells safely
     for axis, value, p, big_l, n in jobs:
         for m_step in config.m_steps:
-            sec = _time(p, big_l, n, config, m_step, rng)
+            sec = cell(("timing", axis, value, m_step), _time, p, big_l, n, config, m_step,
+                       next(streams))
             rows.append({
                 "axis": axis, "value": value, "n_alternatives": p, "n_features": big_l,
                 "n_samples": n, "n_components": config.n_components, "m_step": m_step,

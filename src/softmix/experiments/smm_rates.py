@@ -22,6 +22,7 @@ import numpy as np
 
 from softmix.core.restarts import spawn
 from softmix.experiments._smm import replicate
+from softmix.experiments.runner import cell
 from softmix.plotting import loglog_slope
 
 NAME = "smm-rates"
@@ -69,7 +70,7 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
     rows: list[dict] = []
     jobs = [(n, r) for n in config.n_grid for r in range(config.n_reps)]
     for i, ((n, rep), child) in enumerate(zip(jobs, spawn(rng, len(jobs)))):
-        for row in replicate(
+        for row in cell(("replication", n, rep), replicate,
             n_samples=n, n_alternatives=config.n_alternatives, n_features=config.n_features,
             n_components=config.n_components, separation=config.separation,
             methods=config.methods, tol=config.tol, max_iter=config.max_iter, rng=child,

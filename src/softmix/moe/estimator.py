@@ -550,7 +550,8 @@ class MixtureOfExperts:
                 raise ValueError(
                     f"fewer samples ({n}) than free parameters ({n_params}) of a "
                     f"{self.n_experts}-expert {self.expert} model on {d} feature(s): the "
-                    "maximum likelihood is not defined. Use more samples or fewer experts."
+                    "maximum likelihood is not defined. Use more samples or fewer experts (a smaller "
+                    "n_experts)."
                 )
         if isinstance(self.init, MoEParams):
             check_params(self.init, n_features=d if layout is None else layout.width,
@@ -571,7 +572,8 @@ class MixtureOfExperts:
             raise ValueError(
                 f"fewer samples ({n}) than free parameters ({n_params}) of a {self.n_experts}-"
                 f"expert {self.expert} model on {r} identified feature(s): the maximum "
-                "likelihood is not defined. Use more samples or fewer experts."
+                "likelihood is not defined. Use more samples or fewer experts (a smaller "
+                "n_experts)."
             )
         rng = check_random_state(self.random_state)
         raw_options = dict(options)  # the options' fit runs in the user's units

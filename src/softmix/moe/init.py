@@ -32,8 +32,8 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
+from softmix.core.compat import kmeans2
 from softmix.core.special import log_softmax
 from softmix.moe.experts import EXPERTS, default_variance_floor
 from softmix.moe.gating import add_intercept, fit_gating

@@ -265,7 +265,16 @@ def log_class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarr
             f"{np.shape(features)} and {np.shape(atoms)}. Use the design the parameters were fit "
             "on."
         )
+    if not np.all(np.isfinite(features)):
+        raise ValueError("features contains NaN or infinite values; every alternative needs "
+                         "finite features (drop or impute the rows).")
     return log_softmax(features @ atoms.T, axis=0)
+
+
+def _check_params_type(params: Any) -> None:
+    if not isinstance(params, SoftmaxMixtureParams):
+        raise TypeError(f"params must be a SoftmaxMixtureParams, got {type(params).__name__}. "
+                        "Build one with SoftmaxMixtureParams(weights, atoms).")
 
 
 def _log_weights(weights: np.ndarray) -> np.ndarray:
@@ -285,6 +294,7 @@ def log_mixture_probabilities(features: np.ndarray, params: SoftmaxMixtureParams
     -------
     ndarray of shape (n_alternatives,)
     """
+    _check_params_type(params)
     joint = log_class_probabilities(features, params.atoms) + _log_weights(params.weights)
     return logsumexp(joint, axis=1)
 
@@ -298,6 +308,7 @@ def log_responsibilities(features: np.ndarray, params: SoftmaxMixtureParams) -> 
         Rows sum (in probability) to one. A row whose mixture probability underflows to zero
         for every component (an alternative the model considers impossible) is uniform.
     """
+    _check_params_type(params)
     joint = log_class_probabilities(features, params.atoms) + _log_weights(params.weights)
     log_mix = logsumexp(joint, axis=1, keepdims=True)
     impossible = ~np.isfinite(log_mix[:, 0])
