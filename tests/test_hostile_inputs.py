@@ -137,7 +137,8 @@ BAD_COUNTS = {
     "object": N.astype(object),
     "string": N.astype(str),
     "wrong length": N[:-1],
-    "2-D": N[None],
+    "3-D": N[None, None],  # (a 2-D (n_groups, p) matrix is a panel: issue 12)
+    "wrong width 2-D": N[None, :-1],
     "all zero": np.zeros_like(N),
     "empty": np.zeros(0),
 }
@@ -282,8 +283,11 @@ def _bad_y(expert):
         cases["non-integer labels"] = _with(y, 0, 0.5)
         cases["one class"] = np.zeros_like(y)
     if expert == "logistic":
-        cases["label outside {0, 1}"] = _with(y, 0, 2, dtype=int)
-        cases["text labels"] = np.where(y == 1, "yes", "no")
+        # any two labels are accepted (issue 12: "yes"/"no", {0, 2}); three are not
+        cases["a third label"] = _with(y, 0, 2, dtype=int)
+        cases["three text labels"] = np.where(y == 1, "yes", "no").astype(object)
+        cases["three text labels"][0] = "maybe"
+        cases["three text labels"] = cases["three text labels"].astype(str)
     return cases
 
 
@@ -336,7 +340,6 @@ def test_moe_one_sample_and_too_few_samples(expert):
     raises_naming(lambda: moe(expert).fit(X[:6], Y["logistic"][:6]), "n_experts")
 
 
-@pytest.mark.xfail(strict=True, reason=SMM_TODO)
 @pytest.mark.parametrize("expert", EXPERTS)
 @pytest.mark.parametrize("column", ["constant", "duplicated"])
 def test_moe_collinear_column_is_finite_with_a_warning_naming_it(expert, column):

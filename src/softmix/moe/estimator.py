@@ -627,6 +627,8 @@ class MixtureOfExperts:
                 order = canonical_order(std.params_out(internal.params), X)
                 internal.params = internal.params.permute(order)
             result = _to_user_units(internal, std, shift)
+            if result.stop_reason == "init" and isinstance(self.init, MoEParams):
+                result.params = self.init  # max_iter=0 returns the start itself, bit for bit
         # fitted attributes only now: a fit that raised leaves a fitted model as it was
         self.n_features_in_ = d
         if classes is not None:
