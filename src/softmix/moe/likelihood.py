@@ -333,11 +333,11 @@ class OptionsMoELikelihood:
         names: list[str] = []
         var_col = None
         for i in range(k - 1):
-            for j, c in enumerate(gate_cols):
-                columns.append([i * width1 + int(c)])
+            for j, gc in enumerate(gate_cols):
+                columns.append([i * width1 + int(gc)])
                 names.append(f"gate[{i},{j}]")
         start = (k - 1) * width1
-        n_cls = (self.n_classes - 1) if self.expert == "multinomial" else 1
+        n_cls = int(self.n_classes or 2) - 1  # class rows per expert (1 unless multinomial)
         for i in range(k):
             base = start + i * f.own_size
             for c in range(n_cls):
