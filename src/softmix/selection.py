@@ -8,19 +8,28 @@ run of each K gives the row of the table. The criteria (lower is better except `
     ICL = BIC + 2 sum_units w_j sum_k -tau_jk log tau_jk          (Biernacki, Celeux, Govaert 2000)
     heldout = sum over F folds of the held-out log-likelihood of a fit on the other folds
 
-The ``n`` of BIC is the number of independent observations: N, the total number of draws, for a
-softmax mixture (``counts.sum()``; the p cells are not the sample size), and the number of rows
-of ``X`` for a mixture of experts. ``n_params`` is what the estimator counts (identified
+The ``n`` of BIC is the number of observations: N, the total number of draws, for a softmax
+mixture (``counts.sum()``; the p cells are not the sample size), and the number of rows of ``X``
+for a mixture of experts (``sum(sample_weight)`` with frequency weights). On a panel (``groups``,
+a count matrix, ``covariates``) it is still N, the number of *choices*, not the number of groups:
+what ``SoftmaxMixture.bic`` uses on panels and what flexmix's ``BIC`` uses with a grouping
+(``nobs`` counts the rows of the data). The number of groups would be the more conservative
+choice (the groups are the independent units); with a few choices per group both pick the same
+K on well-separated data, and the ICL, whose entropy term is over groups, penalises overlap
+further. ``n_params`` is what the estimator counts (identified
 parameters: the softmax mixture drops unidentified directions of the design).
 
 ``criterion="heldout"``: F-fold cross-validation on observations (``n_folds``, default 5). For a
 softmax mixture on counts, the N draws are split by multinomial thinning, each cell's count
 ``n_j`` split ``Multinomial(n_j, 1/F, ..., 1/F)`` across the folds (the counts of a uniform random
 assignment of the draws to folds), so the split costs O(p F) whatever N is. For a mixture of
-experts, rows are assigned to folds by a random permutation. The same folds serve every K, and
-the chosen K follows the one-standard-error rule: the smallest K whose held-out log-likelihood
-is within one standard error (of the paired fold differences) of the best. The fold fits use
-the estimator's own ``n_init`` restarts (set on the estimator passed in).
+experts, rows are assigned to folds by a random permutation. On a panel the folds are whole
+groups (rows of the count matrix, with their covariate rows); a mixture of experts with
+``X_gate`` splits its rows too, and ``sample_weight`` is refused there (the held-out score is
+unweighted). The same folds serve every K, and the chosen K follows the one-standard-error
+rule: the smallest K whose held-out log-likelihood is within one standard error (of the paired
+fold differences) of the best. The fold fits use the estimator's own ``n_init`` restarts (set
+on the estimator passed in).
 """
 
 from __future__ import annotations
@@ -176,7 +185,8 @@ def select_n_components(
         The grid of K (distinct, >= 1).
     *data, **data_kwargs
         The data as :meth:`fit` takes it: ``(features, choices)`` or ``(features,
-        counts=c)``; ``(X, y)``.
+        counts=c)``, panels ``(features, choices, groups=g)`` or ``(features, counts=C)`` with
+        optional ``covariates=Z``; ``(X, y)`` with optional ``X_gate=`` / ``sample_weight=``.
     criterion : {"bic", "aic", "icl", "heldout"}, default="bic"
         What is minimised (``"heldout"``: the held-out log-likelihood is maximised). See the
         module docstring for the definitions and the ``n`` of BIC.

@@ -6,8 +6,10 @@
   ``groups``) and ``"bootstrap"`` covariances, mapped to reported parameters by the delta method.
 - :mod:`~softmix.inference.report`: :class:`InferenceResult` and the summary text.
 
-The families' likelihood protocols live in :mod:`softmix.softmax_mixture.likelihood` and
-:mod:`softmix.moe.likelihood`; this package does not know which family it serves.
+The families' likelihood protocols live in :mod:`softmix.softmax_mixture.likelihood`
+(``SoftmaxMixtureLikelihood``; ``PanelLikelihood`` for panels and membership covariates) and
+:mod:`softmix.moe.likelihood` (``MoELikelihood``; ``OptionsMoELikelihood`` for the flexmix-style
+options); this package does not know which family it serves.
 """
 
 from softmix.inference.information import InformationWarning, check_information, mixture_hessian

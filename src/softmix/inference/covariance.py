@@ -11,9 +11,12 @@ All three work on a family's likelihood protocol object ``lik`` (``to_vector``, 
   variances).
 - ``"sandwich"``: ``V = A^{-1} B A^{-1}`` with ``A = -H`` and ``B = sum_i s_i s_i'`` over
   observations, or, with ``groups``, ``B = G/(G-1) sum_g (sum_{i in g} s_i)(...)'`` over the G
-  clusters (the small-sample factor of Stata's and statsmodels' cluster option).
+  clusters (the small-sample factor of Stata's and statsmodels' cluster option). On a panel
+  softmax mixture the groups are the observations (one latent class per group): the
+  estimator passes ``groups = arange(G)`` so the meat sums the group scores.
 - ``"bootstrap"``: ``n_boot`` replicates (``"parametric"``: data drawn from the fitted model;
-  ``"nonparametric"``: observations, or whole groups, resampled with replacement), each refitted
+  ``"nonparametric"``: observations, or whole groups, resampled with replacement; a panel's
+  groups with their covariate rows), each refitted
   *from the fit* with a spawned generator, its components matched to the fit's by Hungarian
   assignment; the covariance of the aligned replicates. Replicates that raise or do not converge
   are counted (``extra["n_failed"]``, ``extra["n_not_converged"]``) and left out, never redrawn.

@@ -29,8 +29,10 @@ class InferenceResult:
     Attributes
     ----------
     names : list of str
-        Parameter names: ``weight[k]``, ``atom[k,l]`` (softmax mixture); ``gate[k,j]``,
-        ``coef[k,j]`` / ``coef[k,c,j]``, ``variance[k]`` (mixture of experts).
+        Parameter names: ``weight[k]``, ``atom[k,l]`` (softmax mixture; with class-membership
+        covariates ``membership[k,j]``, k < K-1, j = 0 the intercept); ``gate[k,j]`` (or
+        ``weight[k]`` for ``gate="constant"``), ``coef[k,j]`` / ``coef[k,c,j]``,
+        ``variance[k]`` (or one ``variance`` with ``variance="equal"``) (mixture of experts).
     estimates : ndarray of shape (P,)
     std_errors : ndarray of shape (P,)
         ``inf`` for parameters about which the information is zero (see

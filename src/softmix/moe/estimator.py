@@ -866,7 +866,7 @@ class MixtureOfExperts:
 
     def inference(self, X: Any, y: Any, *, method: str = "observed", level: float = 0.95,
                   groups: Any = None, n_boot: int = 200, bootstrap: str = "nonparametric",
-                  random_state: Any = None):
+                  random_state: Any = None, X_gate: Any = None, sample_weight: Any = None):
         """Standard errors, z-values and intervals of ``gate[i,j]``, ``coef[i,j]`` (multinomial
         ``coef[i,c,j]``) and ``variance[i]``.
 
@@ -877,13 +877,23 @@ class MixtureOfExperts:
         :mod:`softmix.inference.covariance`. Experts are in the canonical order of
         :mod:`softmix.moe.likelihood`; the last expert is the gating reference (not reported).
 
+        Fits with the options of :mod:`softmix.moe.options` take ``X_gate=`` (when the fit had
+        it) and the same ``sample_weight=`` as :meth:`fit`: the constrained coefficients are
+        not parameters (``gate="constant"`` reports the mixing weights ``weight[i]``;
+        ``gate[i,j]`` indexes ``[1, X_gate]``, ``coef[i,j]`` indexes ``[1, X]`` with no
+        ``j = 0`` when ``fit_intercept=False``; ``variance="equal"`` reports one
+        ``variance``). ``sample_weight`` are frequency weights (row j counts ``w_j`` times):
+        the observed information and the sandwich's meat are weighted sums; for sampling
+        weights use ``method="sandwich", groups=np.arange(n)``.
+
         Returns
         -------
         softmix.inference.InferenceResult
         """
         return self._protocol().model_inference(
             self, X, y, method=method, level=level, groups=groups, n_boot=n_boot,
-            bootstrap=bootstrap, random_state=random_state)
+            bootstrap=bootstrap, random_state=random_state, X_gate=X_gate,
+            sample_weight=sample_weight)
 
     def summary(self, X: Any, y: Any, **options: Any) -> str:
         """Text report (model, sizes, log-likelihood, AIC/BIC/ICL, convergence, parameter table);

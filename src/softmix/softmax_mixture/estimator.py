@@ -470,7 +470,7 @@ class SoftmaxMixture:
     def inference(self, features: Any = None, choices: Any = None, *, counts: Any = None,
                   method: str = "observed", level: float = 0.95, groups: Any = None,
                   n_boot: int = 200, bootstrap: str = "nonparametric",
-                  random_state: Any = None):
+                  random_state: Any = None, covariates: Any = None):
         """Standard errors, z-values and intervals of ``weight[k]`` and ``atom[k,l]``.
 
         Same data arguments as :meth:`fit` (``inference(features, choices)`` or
@@ -483,13 +483,21 @@ class SoftmaxMixture:
         when the fit did not converge, and (InformationWarning) naming the parameters when the
         information is not positive definite.
 
+        Panel fits (``fit`` with ``groups``, a count matrix or ``covariates``) take the same
+        panel data again (``inference(features, choices, groups=g)``, ``inference(features,
+        counts=C)``, plus ``covariates=Z``): the likelihood is the panel one, the groups are the
+        units (``"sandwich"`` clusters on them, ``"bootstrap"`` resamples them with their
+        covariate rows), and with covariates ``membership[k,j]`` (k < K-1; j = 0 the
+        intercept) replace ``weight[k]``. A sparse count matrix is never densified.
+
         Returns
         -------
         softmix.inference.InferenceResult
         """
         return self._protocol().model_inference(
             self, features, choices, counts=counts, method=method, level=level, groups=groups,
-            n_boot=n_boot, bootstrap=bootstrap, random_state=random_state)
+            n_boot=n_boot, bootstrap=bootstrap, random_state=random_state,
+            covariates=covariates)
 
     def summary(self, features: Any = None, choices: Any = None, *, counts: Any = None,
                 **options: Any) -> str:

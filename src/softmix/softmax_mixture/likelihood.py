@@ -236,10 +236,35 @@ class SoftmaxMixtureLikelihood:
 N_COMPONENTS = "n_components"
 
 
-def build(model, features=None, choices=None, *, counts=None):
-    """``(lik, theta)`` for a fitted :class:`~softmix.SoftmaxMixture` on the given data."""
+def is_panel_fit(model) -> bool:
+    """Whether ``model`` was fit on panel data (groups, a count matrix or covariates)."""
+    return getattr(model, "n_groups_", None) is not None
+
+
+def _panel_data(model, features, choices, counts, groups, covariates):
+    from softmix.softmax_mixture.panel import estimator_panel_data
+
+    if features is None and choices is None and counts is None:
+        raise ValueError("this model was fit on panel data: pass the data again, as fit took "
+                         "it (features, choices, groups=... or features, counts=C, and "
+                         "covariates= when the fit had them).")
+    return estimator_panel_data(model, features, choices, counts, groups, covariates)
+
+
+def build(model, features=None, choices=None, *, counts=None, groups=None, covariates=None):
+    """``(lik, theta)`` for a fitted :class:`~softmix.SoftmaxMixture` on the given data: a
+    :class:`PanelLikelihood` when the model was fit on panel data, else a
+    :class:`SoftmaxMixtureLikelihood` (``groups`` then ignored: cluster labels are the
+    sandwich's business)."""
     from softmix.softmax_mixture.model import check_choices, to_counts
 
+    if is_panel_fit(model):
+        x, data = _panel_data(model, features, choices, counts, groups, covariates)
+        lik = PanelLikelihood(x, data, model.params_.n_components)
+        return lik, lik.to_vector(model.params_)
+    if covariates is not None:
+        raise ValueError("covariates given, but this model was fit without class-membership "
+                         "covariates; drop covariates= or refit with them.")
     x = model._features(features)
     n = to_counts(x, choices, counts)
     ch = None if choices is None else check_choices(choices, x.shape[0])
@@ -255,11 +280,30 @@ def fit_arguments(features, choices=None, *, counts=None):
     return x, to_counts(x, choices, counts)
 
 
-def folds(features, choices=None, *, counts=None, n_folds=5, rng=None):
-    """K-fold split of the N draws by thinning: each cell's count ``n_j`` is split
-    ``Multinomial(n_j, (1/F, ..., 1/F))`` across the F folds (exactly the counts of a uniform
-    random assignment of the draws to folds). Yields ``(train_args, train_kwargs, test_args,
-    test_kwargs, n_test)`` as fit / score take them."""
+def folds(features, choices=None, *, counts=None, groups=None, covariates=None, n_folds=5,
+          rng=None):
+    """K-fold split of the data. Unpanelled: the N draws by thinning, each cell's count ``n_j``
+    split ``Multinomial(n_j, (1/F, ..., 1/F))`` across the F folds (exactly the counts of a
+    uniform random assignment of the draws to folds). Panels (``groups``, a 2-D / sparse count
+    matrix or ``covariates``): whole groups (rows of the count matrix, with their covariate
+    rows) by a random permutation. Yields ``(train_args, train_kwargs, test_args,
+    test_kwargs, n_test)`` as fit / score take them (``n_test`` the held-out choices)."""
+    from softmix.softmax_mixture.model import check_features
+    from softmix.softmax_mixture.panel import check_panel, is_panel_call
+
+    if is_panel_call(counts, groups, covariates):
+        x = check_features(features)
+        data = check_panel(x, choices, counts=counts, groups=groups, covariates=covariates)
+        assign = rng.permutation(data.n_groups) % n_folds
+        for f in range(n_folds):
+            parts = []
+            for rows in (assign != f, assign == f):
+                kw = {"counts": data.counts[np.flatnonzero(rows)]}
+                if data.covariates is not None:
+                    kw["covariates"] = data.covariates[rows, 1:]
+                parts.append(kw)
+            yield (x,), parts[0], (x,), parts[1], float(parts[1]["counts"].sum())
+        return
     x, n = fit_arguments(features, choices, counts=counts)
     n_int = n.astype(np.int64)
     parts = np.stack([rng.multinomial(int(c), np.full(n_folds, 1.0 / n_folds)) for c in n_int])
@@ -269,9 +313,84 @@ def folds(features, choices=None, *, counts=None, n_folds=5, rng=None):
         yield (x,), {"counts": train}, (x,), {"counts": test}, float(test.sum())
 
 
+def _align_panel(fitted, reference):
+    """``fitted`` (SoftmaxMixtureParams or MembershipParams) with components matched to
+    ``reference`` on the atoms (Hungarian); membership coefficients re-gauged to the
+    reference's last class."""
+    from softmix.metrics import match_components
+    from softmix.softmax_mixture.panel import MembershipParams
+
+    perm = match_components(fitted.atoms, reference.atoms)
+    if isinstance(fitted, MembershipParams):
+        coef = fitted.coef[perm]
+        return MembershipParams(coef - coef[-1], fitted.atoms[perm])
+    return SoftmaxMixtureParams(fitted.weights[perm], fitted.atoms[perm])
+
+
+def _panel_inference(model, lik, theta, *, method, level, n_boot, bootstrap, random_state):
+    """:func:`model_inference` on a panel fit: groups are the units (cluster-robust sandwich
+    over them; the bootstrap resamples whole groups with their covariates)."""
+    import scipy.sparse
+
+    from softmix.inference._glue import clone_from_fit, header
+    from softmix.inference.covariance import infer
+
+    data = lik.data
+    counts = data.counts
+    z = None if data.covariates is None else data.covariates[:, 1:]
+    n_groups = data.n_groups
+    sparse = scipy.sparse.issparse(counts)
+
+    def replicate(rng, kind):
+        if kind == "parametric":
+            log_w = (np.broadcast_to(np.log(model.params_.weights), (n_groups, lik.n_components))
+                     if z is None else
+                     log_softmax(data.covariates @ model.params_.coef.T, axis=1))
+            w = np.exp(log_w)
+            u = rng.random(n_groups)[:, None]
+            cls = np.minimum((np.cumsum(w, axis=1) < u).sum(axis=1), lik.n_components - 1)
+            pi = np.exp(log_class_probabilities(lik.features, model.params_.atoms))  # (p, K)
+            cb = np.zeros((n_groups, lik.features.shape[0]))
+            totals = lik.group_totals.astype(np.int64)
+            for k in range(lik.n_components):
+                rows = np.flatnonzero(cls == k)
+                if rows.size:
+                    cb[rows] = rng.multinomial(totals[rows], pi[:, k] / pi[:, k].sum())
+            cb = scipy.sparse.csr_matrix(cb) if sparse else cb
+            zb = z
+        else:
+            pick = rng.integers(0, n_groups, n_groups)
+            cb = counts[pick]
+            zb = None if z is None else z[pick]
+        fit = clone_from_fit(model, rng).fit(lik.features, counts=cb, covariates=zb)
+        aligned = _align_panel(fit.params_, model.params_)
+        return lik.reported(lik.to_vector(aligned))[0], bool(fit.converged_)
+
+    p, length = lik.features.shape
+    sizes = {"model": f"SoftmaxMixture(K={lik.n_components}, panel)", "alternatives": p,
+             "features": length, "groups": n_groups, "observations": int(data.n_choices)}
+    if z is not None:
+        sizes["covariates"] = z.shape[1]
+    head = header(model, lik, theta, "Softmax mixture results (panel)", sizes,
+                  model._n_parameters())
+    result = infer(lik, theta, method=method, level=level,
+                   groups=np.arange(n_groups) if method == "sandwich" else None,
+                   n_boot=n_boot, bootstrap=bootstrap, random_state=random_state,
+                   replicate=replicate, converged=bool(model.converged_), header=head)
+    result.extra["notes"].append(
+        f"Panel of {n_groups} groups ({int(data.n_choices)} choices), one latent class per "
+        "group: the groups are the independent units (the sandwich clusters on them, the "
+        "bootstrap resamples them); BIC uses n = the number of choices.")
+    if z is not None:
+        result.extra["notes"].append(
+            f"membership[k,j]: class k's log-odds against the reference class "
+            f"{lik.n_components - 1} (j = 0 the intercept, j >= 1 covariate j-1).")
+    return result
+
+
 def model_inference(model, features=None, choices=None, *, counts=None, method="observed",
                     level=0.95, groups=None, n_boot=200, bootstrap="nonparametric",
-                    random_state=None):
+                    random_state=None, covariates=None):
     """:meth:`softmix.SoftmaxMixture.inference` (see there)."""
     from softmix._validation import check_fitted
     from softmix.inference._glue import clone_from_fit, header
@@ -280,7 +399,12 @@ def model_inference(model, features=None, choices=None, *, counts=None, method="
     from softmix.softmax_mixture.model import sample_counts
 
     check_fitted(model)
-    lik, theta = build(model, features, choices, counts=counts)
+    if is_panel_fit(model):
+        lik, theta = build(model, features, choices, counts=counts, groups=groups,
+                           covariates=covariates)
+        return _panel_inference(model, lik, theta, method=method, level=level, n_boot=n_boot,
+                                bootstrap=bootstrap, random_state=random_state)
+    lik, theta = build(model, features, choices, counts=counts, covariates=covariates)
     if groups is not None and lik.choices is None:
         raise ValueError("groups needs the individual choices (one group label per choice); "
                          "pass choices instead of counts.")
@@ -319,3 +443,229 @@ def model_inference(model, features=None, choices=None, *, counts=None, method="
 def n_parameters(model) -> int:
     """Free parameters the fitted estimator counts (its BIC's)."""
     return int(model._n_parameters())
+
+
+# -- panels and class-membership covariates (issue 12) ------------------------------------------
+
+
+class PanelLikelihood:
+    """Log-likelihood of a panel softmax mixture (one class per group, optionally with
+    class-membership covariates) as a function of an unconstrained vector.
+
+    The model of :mod:`softmix.softmax_mixture.panel`: group g with count row ``C_g`` and
+    ``l_g = log sum_k w_gk prod_j pi_j(theta_k)^{C_gj}``. The groups are the statistical units
+    (their scores are independent), so the sandwich's meat sums over groups. Vector::
+
+        theta = [membership block,  eta_0, ..., eta_{K-1}]
+
+    with the membership block the K-1 log-ratios ``log(alpha_k / alpha_{K-1})`` (no covariates)
+    or the K-1 rows of ``gamma`` (K-1)(q+1) (row-major; the last class is the reference, its row
+    0), and ``theta_k = B eta_k`` as in :class:`SoftmaxMixtureLikelihood`.
+
+    Derivatives (``z_j`` the reduced features, ``zbar_k = sum_j pi_jk z_j``, ``n_g = sum_j
+    C_gj``): ``d a_gk / d eta_k = (C Z)_g - n_g zbar_k``; ``d log w_gk / d gamma_m =
+    (delta_km - w_gm) u_g`` (``u_g = [1, Z_g]``); the curvature is ``-sum_k m_k Cov_k(z)`` with
+    ``m_k = sum_g tau_gk n_g`` for the atoms and ``-sum_g (diag w_g - w_g w_g') (x) u_g u_g'``
+    for the membership. :meth:`hessian` costs ``O(nnz(C) (L + K) + p K L^2 + G P^2)`` (P the
+    number of free parameters); a sparse ``C`` is never densified.
+
+    Parameters
+    ----------
+    features : ndarray of shape (p, L)
+    data : softmix.softmax_mixture.panel.PanelData
+    n_components : int
+    """
+
+    family = "softmax_mixture"
+
+    def __init__(self, features, data, n_components: int) -> None:
+        self.features = np.asarray(features, dtype=float)
+        self.data = data
+        self.n_components = int(n_components)
+        self._flat = SoftmaxMixtureLikelihood(self.features, np.ones(self.features.shape[0]),
+                                              self.n_components)
+        self.basis, self.reduced = self._flat.basis, self._flat.reduced
+        self.covariates = data.covariates  # [1, Z] (G, q+1) or None
+        counts = data.counts
+        self.group_totals = np.asarray(counts.sum(axis=1), dtype=float).ravel()  # n_g
+        self.group_features = np.asarray(counts @ self.reduced)  # (C Z) (G, m)
+
+    # -- layout ------------------------------------------------------------------------------
+    @property
+    def n_groups(self) -> int:
+        return self.data.n_groups
+
+    @property
+    def n_features(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def n_membership(self) -> int:
+        q1 = 1 if self.covariates is None else self.covariates.shape[1]
+        return (self.n_components - 1) * q1
+
+    @property
+    def n_free_parameters(self) -> int:
+        return self.n_membership + self.n_components * self.basis.shape[1]
+
+    @property
+    def n_observations(self) -> float:
+        """N, the number of choices (the n of BIC, as in ``SoftmaxMixture.bic`` on panels)."""
+        return self.data.n_choices
+
+    def _membership_names(self) -> list[str]:
+        k = self.n_components
+        if self.covariates is None:
+            return [f"logratio[{i},{k - 1}]" for i in range(k - 1)]
+        return [f"membership[{i},{j}]" for i in range(k - 1)
+                for j in range(self.covariates.shape[1])]
+
+    @property
+    def names(self) -> list[str]:
+        return self._membership_names() + self._flat.names[self.n_components - 1:]
+
+    def reported_names(self) -> list[str]:
+        k, length = self.n_components, self.n_features
+        head = ([f"weight[{i}]" for i in range(k)] if self.covariates is None
+                else self._membership_names())
+        return head + [f"atom[{i},{j}]" for i in range(k) for j in range(length)]
+
+    # -- vector <-> params -------------------------------------------------------------------
+    def to_vector(self, params) -> np.ndarray:
+        """Unconstrained vector of ``SoftmaxMixtureParams`` (no covariates) or
+        ``MembershipParams`` (covariates)."""
+        from softmix.softmax_mixture.panel import MembershipParams
+
+        if (self.covariates is None) == isinstance(params, MembershipParams):
+            raise ValueError("params must be MembershipParams exactly when the panel has "
+                             "covariates.")
+        if self.covariates is None:
+            return self._flat.to_vector(params)
+        eta = params.atoms @ self.basis
+        return np.concatenate([params.coef[:-1].ravel(), eta.ravel()])
+
+    def from_vector(self, theta: np.ndarray):
+        """Inverse of :meth:`to_vector`."""
+        from softmix.softmax_mixture.panel import MembershipParams
+
+        theta = self._check(theta)
+        if self.covariates is None:
+            return self._flat.from_vector(theta)
+        gamma, eta = self._unpack(theta)
+        return MembershipParams(gamma, eta @ self.basis.T)
+
+    def _check(self, theta) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.n_free_parameters,):
+            raise ValueError(
+                f"theta must have shape ({self.n_free_parameters},) for this panel model "
+                f"(K={self.n_components}); got {theta.shape}."
+            )
+        return theta
+
+    def _unpack(self, theta):
+        k, nm = self.n_components, self.n_membership
+        q1 = nm // max(k - 1, 1) if k > 1 else (
+            1 if self.covariates is None else self.covariates.shape[1])
+        gamma = np.vstack([theta[:nm].reshape(k - 1, q1), np.zeros((1, q1))])
+        return gamma, theta[nm:].reshape(k, -1)
+
+    def reported(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reported values and their Jacobian: weights (no covariates) or the free membership
+        coefficients (covariates), then the atoms."""
+        theta = self._check(theta)
+        if self.covariates is None:
+            return self._flat.reported(theta)
+        k, length, m, nm = self.n_components, self.n_features, self.basis.shape[1], \
+            self.n_membership
+        _, eta = self._unpack(theta)
+        jac = np.zeros((nm + k * length, theta.size))
+        jac[:nm, :nm] = np.eye(nm)
+        for i in range(k):
+            jac[nm + i * length: nm + (i + 1) * length, nm + i * m: nm + (i + 1) * m] = \
+                self.basis
+        return np.concatenate([theta[:nm], (eta @ self.basis.T).ravel()]), jac
+
+    # -- likelihood and derivatives ----------------------------------------------------------
+    def _joint(self, theta):
+        gamma, eta = self._unpack(self._check(theta))
+        logpi = log_class_probabilities(self.reduced, eta)  # (p, K)
+        if self.covariates is None:
+            logw = np.broadcast_to(log_softmax(gamma[:, 0]), (self.n_groups, self.n_components))
+        else:
+            logw = log_softmax(self.covariates @ gamma.T, axis=1)
+        joint = np.asarray(self.data.counts @ logpi) + logw  # (G, K), O(nnz K)
+        return joint, logw, logpi, eta
+
+    def loglik_groups(self, theta: np.ndarray) -> np.ndarray:
+        """Per-group log-likelihood terms, shape (G,)."""
+        joint, *_ = self._joint(theta)
+        mx = joint.max(axis=1, keepdims=True)
+        return (mx + np.log(np.exp(joint - mx).sum(axis=1, keepdims=True)))[:, 0]
+
+    def loglik(self, theta: np.ndarray) -> float:
+        """``sum_g log sum_k w_gk prod_j pi_j(theta_k)^{C_gj}``."""
+        return float(self.loglik_groups(theta).sum())
+
+    def _derivatives(self, theta):
+        joint, logw, logpi, _ = self._joint(theta)
+        k, g = self.n_components, self.n_groups
+        tau = np.exp(joint - joint.max(axis=1, keepdims=True))
+        tau /= tau.sum(axis=1, keepdims=True)
+        w = np.exp(logw)  # (G, K)
+        pi = np.exp(logpi)
+        means = pi.T @ self.reduced  # (K, m)
+        d = w[:, None, : k - 1] * -1.0 + np.eye(k)[None, :, : k - 1]  # (G, K, K-1)
+        if self.covariates is None:
+            shared = d
+        else:
+            u = self.covariates
+            shared = (d[:, :, :, None] * u[:, None, None, :]).reshape(g, k, -1)
+        own = [self.group_features - self.group_totals[:, None] * means[i] for i in range(k)]
+        return tau, w, pi, means, shared, own
+
+    def score_units(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-group scores (G, P) and unit weights (ones): the groups are the units."""
+        tau, _, _, _, shared, own = self._derivatives(theta)
+        return mixture_scores(tau, shared, own), np.ones(self.n_groups)
+
+    def score_observations(self, theta: np.ndarray) -> np.ndarray:
+        """Per-group scores (G, P) (a group's choices share one class: it is the observation
+        of the cluster-robust sandwich)."""
+        return self.score_units(theta)[0]
+
+    def score(self, theta: np.ndarray) -> np.ndarray:
+        """Gradient of :meth:`loglik`, shape (P,)."""
+        return self.score_units(theta)[0].sum(axis=0)
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        """Analytic Hessian of :meth:`loglik`, shape (P, P) (class docstring)."""
+        tau, w, pi, means, shared, own = self._derivatives(theta)
+        k, m, nm = self.n_components, self.basis.shape[1], self.n_membership
+        size = self.n_free_parameters
+        curv = np.zeros((size, size))
+        wk = w[:, : k - 1]
+        if self.covariates is None:
+            total = float(self.n_groups)
+            a = wk[0]
+            curv[:nm, :nm] = -total * (np.diag(a) - np.outer(a, a))
+        else:
+            u = self.covariates
+            mg = -(wk[:, :, None] * wk[:, None, :])
+            idx = np.arange(k - 1)
+            mg[:, idx, idx] += wk
+            curv[:nm, :nm] = -np.einsum("gab,gu,gv->aubv", mg, u, u).reshape(nm, nm)
+        mass = self.group_totals @ tau  # (K,)
+        for i in range(k):
+            dz = self.reduced - means[i]
+            cov = (dz * pi[:, i: i + 1]).T @ dz
+            sl = slice(nm + i * m, nm + (i + 1) * m)
+            curv[sl, sl] = -mass[i] * cov
+        return mixture_hessian(np.ones(self.n_groups), tau, shared, own, curv)
+
+    def entropy(self, theta: np.ndarray) -> float:
+        """Classification entropy over groups ``-sum_g sum_k tau_gk log tau_gk`` (for ICL)."""
+        joint, *_ = self._joint(theta)
+        logt = joint - joint.max(axis=1, keepdims=True)
+        logt = logt - np.log(np.exp(logt).sum(axis=1, keepdims=True))
+        return float(-np.sum(np.exp(logt) * logt))
