@@ -231,10 +231,6 @@ def test_softmax_mixture_cluster_options_use_the_choices(smm):
     assert boot.extra["n_used"] >= 10
 
 
-@pytest.mark.xfail(strict=True, reason="MixtureOfExperts now penalises the coefficients of its "
-                   "standardised columns (moe.standardize); the inference protocol still "
-                   "penalises the user-unit coefficients, so a ridge fit is not its "
-                   "stationary point (open: map the penalty through standardizer_)")
 def test_ridge_fit_uses_the_penalised_information(moe):
     _, X, y = moe
     model = MixtureOfExperts(2, ridge=5.0, n_init=2, random_state=0).fit(X, y)

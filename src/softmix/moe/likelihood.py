@@ -58,6 +58,11 @@ class MoELikelihood:
         gating and classification-expert coefficients (the observed information of a MAP fit);
         :meth:`score_observations` stays the unpenalised per-observation score (the sandwich's
         meat).
+    penalty_map : (A, b), optional
+        The penalised coordinates as an affine function ``u = A theta + b`` of the vector
+        (penalty ``ridge/2 ||u||^2``). Default: the gating and classification coordinates
+        themselves. :class:`~softmix.MixtureOfExperts` penalises the coefficients of its
+        standardised columns (:mod:`softmix.moe.standardize`); :func:`build` passes that map.
     sample_weight : ndarray of shape (n,), optional
         Frequency weights ``w_j``: the log-likelihood is ``sum_j w_j log p(y_j | x_j)``, as
         if row j were observed ``w_j`` times. :meth:`score_observations` gives the rows'
@@ -70,6 +75,7 @@ class MoELikelihood:
     like: MoEParams
     ridge: float = 0.0
     sample_weight: np.ndarray | None = None
+    penalty_map: tuple[np.ndarray, np.ndarray] | None = None
 
     family = "mixture_of_experts"
 
@@ -195,8 +201,18 @@ class MoELikelihood:
         """``sum_j log p(y_j | x_j)`` (minus the ridge penalty when ``ridge > 0``)."""
         value = float(self.w @ self.loglik_observations(theta))
         if self.ridge:
-            value -= 0.5 * self.ridge * float(np.sum(np.asarray(theta)[self.penalised] ** 2))
+            value -= 0.5 * self.ridge * float(np.sum(self._penalised_coordinates(theta) ** 2))
         return value
+
+    def _penalty_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.penalty_map is not None:
+            return self.penalty_map
+        eye = np.eye(self.n_free_parameters)
+        return eye[self.penalised], np.zeros(int(self.penalised.sum()))
+
+    def _penalised_coordinates(self, theta: np.ndarray) -> np.ndarray:
+        A, b = self._penalty_matrices()
+        return A @ np.asarray(theta, dtype=float) + b
 
     def unpenalised_loglik(self, theta: np.ndarray) -> float:
         """``sum_j w_j log p(y_j | x_j)`` whatever ``ridge`` is (for AIC / BIC)."""
@@ -270,14 +286,16 @@ class MoELikelihood:
         """Gradient of :meth:`loglik`, shape (P,)."""
         out = self.score_observations(theta).sum(axis=0)
         if self.ridge:
-            out = out - self.ridge * np.where(self.penalised, np.asarray(theta), 0.0)
+            A, _ = self._penalty_matrices()
+            out = out - self.ridge * (A.T @ self._penalised_coordinates(theta))
         return out
 
     def hessian(self, theta: np.ndarray) -> np.ndarray:
         """Analytic Hessian of :meth:`loglik`, shape (P, P)."""
         tau, shared, own, curv = self._derivatives(theta)
         if self.ridge:
-            curv = curv - self.ridge * np.diag(self.penalised.astype(float))
+            A, _ = self._penalty_matrices()
+            curv = curv - self.ridge * (A.T @ A)
         return mixture_hessian(self.w, tau, shared, own, curv)
 
     def entropy(self, theta: np.ndarray) -> float:
@@ -463,7 +481,28 @@ def build(model, X, y, X_gate=None, sample_weight=None):
     if X_gate is not None:
         model._design1(X, X_gate)  # raises: fitted without X_gate
     lik = MoELikelihood(X, y_enc, model.params_, ridge=float(model.ridge))
+    std = getattr(model, "standardizer_", None)
+    if model.ridge and std is not None:
+        lik.penalty_map = standardised_penalty_map(lik, std)
     return lik, lik.to_vector(model.params_)
+
+
+def standardised_penalty_map(lik: MoELikelihood, std) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, b)`` with ``A theta + b`` the coefficients the estimator's ridge penalises: the
+    gating and classification-expert coefficients of ``std.params_in(from_vector(theta))``,
+    the fit's internal (standardised) coordinates. That map is affine in ``theta`` (centring
+    and scaling columns, variances not involved), so its columns are exact differences."""
+    def coords(theta: np.ndarray) -> np.ndarray:
+        internal = std.params_in(lik.from_vector(theta))
+        parts = [np.ravel(internal.gating)]
+        if lik.expert != "gaussian":
+            parts.append(np.ravel(internal.expert_coef))
+        return np.concatenate(parts)
+
+    zero = np.zeros(lik.n_free_parameters)
+    b = coords(zero)
+    A = np.column_stack([coords(e) - b for e in np.eye(lik.n_free_parameters)])
+    return A, b
 
 
 def folds(X, y, X_gate=None, sample_weight=None, *, n_folds=5, rng=None):
