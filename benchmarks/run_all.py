@@ -42,6 +42,17 @@ TABLES = {
 }
 
 
+#: Sections of RESULTS.md below this line are written by their own scripts and kept on rewrite.
+OWN_SCRIPTS_MARKER = "<!-- own-scripts:"
+
+
+def keep_own_sections(new: str, old: str) -> str:
+    """``new`` followed by the part of ``old`` from :data:`OWN_SCRIPTS_MARKER` on (the sections
+    other benchmark scripts wrote), so a rerun of this script does not delete them."""
+    at = old.find(OWN_SCRIPTS_MARKER)
+    return new if at < 0 else new.rstrip("\n") + "\n\n" + old[at:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
@@ -90,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     for table in tables:
         lines.append(markdown(table))
     out = args.out / ("RESULTS.md" if not args.quick else "RESULTS-quick.md")
-    out.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    out.write_text(keep_own_sections(text, out.read_text() if out.exists() else ""))
     print(f"[bench] wrote {out}")
     return 0
 

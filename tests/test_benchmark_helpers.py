@@ -170,3 +170,14 @@ def test_moe_vector_round_trip_uses_log_variances():
     np.testing.assert_allclose(back.gating, params.gating)
     np.testing.assert_allclose(back.expert_coef, params.expert_coef)
     np.testing.assert_allclose(back.expert_variance, params.expert_variance)
+
+
+def test_run_all_keeps_the_sections_other_scripts_wrote():
+    import run_all
+
+    old = ("# old tables\n\n## 1. old\n\n" + run_all.OWN_SCRIPTS_MARKER
+           + " ... -->\n\n## 5. choice\nrows\n")
+    text = run_all.keep_own_sections("# new tables\n\n## 1. new\n", old)
+    assert text.startswith("# new tables") and "## 1. old" not in text
+    assert text.endswith(run_all.OWN_SCRIPTS_MARKER + " ... -->\n\n## 5. choice\nrows\n")
+    assert run_all.keep_own_sections("# new\n", "# no marker\n") == "# new\n"
