@@ -85,7 +85,11 @@ class LatentClassLogit:
     coef_ : ndarray of shape (n_classes, n_features)
         ``beta_k``, one row per class.
     membership_coef_ : ndarray of shape (n_classes, n_covariates + 1)
-        Column 0 the intercept, then one column per covariate; row 0 (reference class) zeros.
+        Column 0 the intercept, then one column per covariate; the last row (the reference class
+        K - 1) zeros: ``membership_coef_[k]`` are class k's log-odds against class K - 1, the
+        gauge of the whole package (the softmax mixture's ``covariates`` and the mixture of
+        experts' gate). flexmix, mlogit and biogeme fix the first class instead (the
+        same model: compare after subtracting the same row from every row).
     weights_ : ndarray of shape (n_classes,)
         Class weights: without covariates the model's weights; with covariates the average of
         the groups' fitted weights.
