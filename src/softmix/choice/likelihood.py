@@ -109,13 +109,14 @@ def _per_class_grads(r, w, b, D, k):
 
 
 def score(theta: np.ndarray, data: ChoiceData, n_classes: int, *,
-          per_group: bool = False) -> np.ndarray:
+          per_group: bool = False, weighted: bool = True) -> np.ndarray:
     """Gradient of :func:`loglik`, shape (P,); or per group, shape (G, P), with
-    ``per_group=True`` (rows weighted by the group weights; they sum to the gradient)."""
+    ``per_group=True`` (rows weighted by the group weights, so that they sum to the gradient;
+    ``weighted=False``: each group's own score, without its weight)."""
     _, r, w, b, D, _, _ = _pieces(theta, data, n_classes)
     u = _per_class_grads(r, w, b, D, n_classes)
     s = np.einsum("gk,gkp->gp", r, u)
-    if data.group_weights is not None:
+    if weighted and data.group_weights is not None:
         s = s * data.group_weights[:, None]
     return s if per_group else s.sum(axis=0)
 
