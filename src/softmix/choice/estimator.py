@@ -121,6 +121,13 @@ class LatentClassLogit:
     :mod:`softmix.choice.model`. BIC/AIC count ``K L + (K - 1)(q + 1)`` parameters and BIC uses
     n = the number of groups (independent units; the number of situations without
     ``groups``), or the sum of their weights.
+
+    The class-membership gauge is the package's: the last class K - 1 is the reference (its row
+    of ``membership_coef_`` is zero), as for ``SoftmaxMixture(...).fit(..., covariates=Z)`` and
+    the mixture-of-experts gate. Standard errors: :meth:`inference` / :meth:`summary`
+    (``coef[k,l]``, ``membership[k,j]`` for k < K - 1 or ``weight[k]``); choosing K:
+    ``softmix.select_n_components(LatentClassLogit(1), range(1, 5), X, chosen, situations,
+    groups=g)`` (BIC, AIC, ICL, or held-out log-likelihood over whole groups).
     """
 
     def __init__(
