@@ -79,7 +79,8 @@ def biogeme_fit(k, start, path):
     v = {n: Variable(n) for n in ("TRAIN_COST", "SM_COST", "CAR_COST", "TRAIN_TIME", "SM_TIME",
                                   "CAR_TIME", "TRAIN_AV", "SM_AV", "CAR_AV_SP", "CHOICE",
                                   "MALE", "GA")}
-    c, g = start.coef, start.membership_coef
+    # biogeme's class 0 is the reference here; softmix's is the last class (the same model)
+    c, g = start.coef, start.membership_coef - start.membership_coef[0]
     prob = []
     for j in range(k):
         asc_t = Beta(f"asc_train_{j}", c[j, 0], None, None, 0)

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> LatentClassLogit:
     for k in range(args.classes):
         row = "  ".join(f"{v:9.3f}" for v in model.coef_[k])
         print(f"{k:5d}  {model.weights_[k]:5.2f}  {row}")
-    print("membership (intercept, male, ga), class 0 the reference:")
+    print("membership (intercept, male, ga), the last class the reference:")
     print(np.array2string(model.membership_coef_, precision=3))
     return model
 

@@ -64,7 +64,7 @@ def test_make_latent_class_logit_returns_valid_data_and_the_truth():
     sizes = np.bincount(d.situations, minlength=n_sit)
     assert sizes.min() >= 2 and sizes.max() <= 5 and sizes.min() < 5  # sets vary
     assert d.coef.shape == (3, 3) and d.membership_coef.shape == (3, 3)
-    assert np.all(d.membership_coef[0] == 0) and d.classes.shape == (50,)
+    assert np.all(d.membership_coef[-1] == 0) and d.classes.shape == (50,)
     # covariates constant within a person, groups constant within a situation
     for g in range(50):
         assert np.unique(d.covariates[d.groups == g], axis=0).shape[0] == 1

@@ -32,7 +32,7 @@ def _error(model, d):
 
 def test_recovery_error_shrinks_with_n():
     coef = np.array([[1.5, -1.0, 0.5], [-1.0, 1.0, 1.5]])
-    gamma = np.array([[0.0, 0.0], [0.3, 1.0]])
+    gamma = np.array([[0.3, 1.0], [0.0, 0.0]])  # the last class is the reference
     errors = []
     for n in (200, 3200):
         d = make_latent_class_logit(n, 5, 4, 3, 2, n_covariates=1, coef=coef,
@@ -212,7 +212,8 @@ def test_a_separable_membership_model_warns_and_ridge_fixes_it():
     from softmix.exceptions import SoftmixWarning
 
     # two nearly equal classes: the best split is a hard one on the covariate (gamma -> inf)
-    d = make_latent_class_logit(200, 4, 4, 2, 2, n_covariates=1, random_state=9)
+    # (a seed where it happens; 9 before the reference class moved to the last row)
+    d = make_latent_class_logit(200, 4, 4, 2, 2, n_covariates=1, random_state=22)
     with pytest.warns(SoftmixWarning, match="separable"):
         m = _fit(d, n_init=2, tol=1e-12)
     assert m.fit_result_.criterion_value == np.inf

@@ -46,7 +46,7 @@ def test_membership_mstep_without_covariates_is_the_mean_posterior():
     resp = rng.dirichlet(np.ones(3), size=40)
     w = rng.uniform(0.5, 2.0, size=40)
     coef = membership_mstep(None, resp, weights=w)
-    assert coef.shape == (3, 1) and coef[0, 0] == 0.0
+    assert coef.shape == (3, 1) and coef[-1, 0] == 0.0  # the last class is the reference
     weights = np.exp(membership_log_weights(coef, None, 1))[0]
     assert np.allclose(weights, w @ resp / w.sum())
     # the Newton route (ridge > 0 forces it) agrees as ridge -> 0
@@ -62,17 +62,17 @@ def test_membership_mstep_maximises_the_weighted_soft_label_likelihood():
     w = rng.uniform(0.5, 2.0, size=g)
     coef = membership_mstep(Z, resp, weights=w, ridge=0.1)
     assert coef.shape == (k, q + 1)
-    assert np.all(coef[0] == 0.0)
+    assert np.all(coef[-1] == 0.0)
 
     def neg(x):
-        c = np.vstack([np.zeros(q + 1), x.reshape(k - 1, q + 1)])
+        c = np.vstack([x.reshape(k - 1, q + 1), np.zeros(q + 1)])
         lw = membership_log_weights(c, Z, g)
         return -(w @ np.sum(resp * lw, axis=1)) + 0.05 * np.sum(x * x)
 
     ref = optimize.minimize(neg, np.zeros((k - 1) * (q + 1)), method="BFGS",
                             options={"gtol": 1e-10})
-    assert neg(coef[1:].ravel()) <= ref.fun + 1e-8
-    assert np.allclose(coef[1:].ravel(), ref.x, atol=1e-4)
+    assert neg(coef[:-1].ravel()) <= ref.fun + 1e-8
+    assert np.allclose(coef[:-1].ravel(), ref.x, atol=1e-4)
     # a warm start reaches the same point
     again = membership_mstep(Z, resp, coef0=coef + 0.3, weights=w, ridge=0.1)
     assert np.allclose(again, coef, atol=1e-5)

@@ -17,7 +17,10 @@ what ``SoftmaxMixture.bic`` uses on panels and what flexmix's ``BIC`` uses with 
 choice (the groups are the independent units); with a few choices per group both pick the same
 K on well-separated data, and the ICL, whose entropy term is over groups, penalises overlap
 further. ``n_params`` is what the estimator counts (identified
-parameters: the softmax mixture drops unidentified directions of the design).
+parameters: the softmax mixture drops unidentified directions of the design). The latent class
+logit's BIC uses its own n, the number of groups (persons; situations without ``groups``), or
+their total weight, as :meth:`LatentClassLogit.bic` does; its held-out folds are whole groups
+with all their rows.
 
 ``criterion="heldout"``: F-fold cross-validation on observations (``n_folds``, default 5). For a
 softmax mixture on counts, the N draws are split by multinomial thinning, each cell's count
@@ -178,7 +181,7 @@ def select_n_components(
 
     Parameters
     ----------
-    estimator : SoftmaxMixture or MixtureOfExperts
+    estimator : SoftmaxMixture, MixtureOfExperts or LatentClassLogit
         A template (unfitted is fine): its hyperparameters are used for every fit, with K,
         ``n_init=1`` and a spawned ``random_state`` per run. Its ``init`` must be a name.
     n_components : iterable of int
@@ -186,7 +189,9 @@ def select_n_components(
     *data, **data_kwargs
         The data as :meth:`fit` takes it: ``(features, choices)`` or ``(features,
         counts=c)``, panels ``(features, choices, groups=g)`` or ``(features, counts=C)`` with
-        optional ``covariates=Z``; ``(X, y)`` with optional ``X_gate=`` / ``sample_weight=``.
+        optional ``covariates=Z``; ``(X, y)`` with optional ``X_gate=`` / ``sample_weight=``;
+        ``(X, chosen, situations)`` with optional ``groups=`` / ``covariates=`` /
+        ``sample_weight=`` (latent class logit).
     criterion : {"bic", "aic", "icl", "heldout"}, default="bic"
         What is minimised (``"heldout"``: the held-out log-likelihood is maximised). See the
         module docstring for the definitions and the ``n`` of BIC.
@@ -216,7 +221,7 @@ def select_n_components(
     n_folds = check_int(n_folds, "n_folds", low=2)
     if not hasattr(estimator, "_protocol"):
         raise TypeError(f"estimator must be a softmix estimator (SoftmaxMixture, "
-                        f"MixtureOfExperts), got {type(estimator).__name__}.")
+                        f"MixtureOfExperts, LatentClassLogit), got {type(estimator).__name__}.")
     if not isinstance(estimator.get_params().get("init"), str):
         raise TypeError("estimator.init must be a named initialisation (e.g. 'random') for "
                          "select_n_components: a given start fixes K.")

@@ -5,6 +5,7 @@
 - :mod:`~softmix.choice.model`: parameters, segment-sum log-likelihood, E-step, M-step, EM map.
 - :mod:`~softmix.choice.likelihood`: the likelihood protocol (vector, loglik, score, Hessian).
 - :mod:`~softmix.choice.estimator`: :class:`LatentClassLogit`.
+- :mod:`~softmix.choice.inference`: the glue to ``softmix.inference`` and ``select_n_components``.
 - :mod:`~softmix.choice.datasets`: simulator with the truth, the Swissmetro loader.
 """
 

@@ -51,7 +51,7 @@ class LatentClassLogitData:
         The true class of each person.
     coef : ndarray of shape (n_classes, n_features)
     membership_coef : ndarray of shape (n_classes, n_covariates + 1)
-        True parameters (row 0 zeros; column 0 the intercept).
+        True parameters (the last row zeros: the reference class; column 0 the intercept).
     """
 
     X: np.ndarray
@@ -103,7 +103,7 @@ def make_latent_class_logit(
         Norm of each class's coefficient vector (random directions) when ``coef`` is None.
     coef : array-like of shape (n_classes, n_features), optional
     membership_coef : array-like of shape (n_classes, n_covariates + 1), optional
-        Row 0 must be zero. Default: intercepts 0 and slopes ``N(0, 1)``.
+        The last row must be zero. Default: intercepts 0 and slopes ``N(0, 1)``.
     random_state : None, int or numpy.random.Generator
 
     Returns
@@ -130,7 +130,7 @@ def make_latent_class_logit(
     coef = check_array(coef, "coef", ndim=2)
     if membership_coef is None:
         membership_coef = np.zeros((n_classes, q + 1))
-        membership_coef[1:, 1:] = rng.standard_normal((n_classes - 1, q))
+        membership_coef[:-1, 1:] = rng.standard_normal((n_classes - 1, q))
     params = LatentClassLogitParams(coef, membership_coef)
     if params.coef.shape != (n_classes, n_features) or \
             params.membership_coef.shape != (n_classes, q + 1):

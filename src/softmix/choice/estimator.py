@@ -85,7 +85,11 @@ class LatentClassLogit:
     coef_ : ndarray of shape (n_classes, n_features)
         ``beta_k``, one row per class.
     membership_coef_ : ndarray of shape (n_classes, n_covariates + 1)
-        Column 0 the intercept, then one column per covariate; row 0 (reference class) zeros.
+        Column 0 the intercept, then one column per covariate; the last row (the reference class
+        K - 1) zeros: ``membership_coef_[k]`` are class k's log-odds against class K - 1, the
+        gauge of the whole package (the softmax mixture's ``covariates`` and the mixture of
+        experts' gate). flexmix, mlogit and biogeme fix the first class instead (the
+        same model: compare after subtracting the same row from every row).
     weights_ : ndarray of shape (n_classes,)
         Class weights: without covariates the model's weights; with covariates the average of
         the groups' fitted weights.
@@ -117,6 +121,13 @@ class LatentClassLogit:
     :mod:`softmix.choice.model`. BIC/AIC count ``K L + (K - 1)(q + 1)`` parameters and BIC uses
     n = the number of groups (independent units; the number of situations without
     ``groups``), or the sum of their weights.
+
+    The class-membership gauge is the package's: the last class K - 1 is the reference (its row
+    of ``membership_coef_`` is zero), as for ``SoftmaxMixture(...).fit(..., covariates=Z)`` and
+    the mixture-of-experts gate. Standard errors: :meth:`inference` / :meth:`summary`
+    (``coef[k,l]``, ``membership[k,j]`` for k < K - 1 or ``weight[k]``); choosing K:
+    ``softmix.select_n_components(LatentClassLogit(1), range(1, 5), X, chosen, situations,
+    groups=g)`` (BIC, AIC, ICL, or held-out log-likelihood over whole groups).
     """
 
     def __init__(
@@ -442,6 +453,55 @@ class LatentClassLogit:
         on the training data."""
         ll, n = self._loglik(X, chosen, situations, groups, covariates, sample_weight)
         return ll / n
+
+    # -- inference (softmix.inference; the glue is in softmix/choice/inference.py) ----------
+
+    def _protocol(self):
+        """The family's likelihood-protocol module (used by softmix.inference / selection)."""
+        from softmix.choice import inference
+
+        return inference
+
+    def inference(self, X: Any = None, chosen: Any = None, situations: Any = None, *,
+                  groups: Any = None, covariates: Any = None, sample_weight: Any = None,
+                  method: str = "observed", level: float = 0.95, n_boot: int = 200,
+                  bootstrap: str = "nonparametric", random_state: Any = None):
+        """Standard errors, z-values and intervals of ``coef[k,l]`` (class k's taste
+        coefficients) and ``membership[k,j]`` (k < K - 1, the non-reference classes; j = 0 the
+        intercept) with covariates, or ``weight[k]`` without.
+
+        Same data arguments as :meth:`fit` (none: the training data). ``method``:
+        ``"observed"`` (the analytic observed information of
+        :mod:`softmix.choice.likelihood`), ``"sandwich"`` (cluster-robust over the groups, the
+        independent units; the situations without ``groups``) or ``"bootstrap"`` (``n_boot``
+        refits from the fit: ``bootstrap="nonparametric"`` resamples whole groups with all
+        their rows, ``"parametric"`` draws choices from the fit on the same design; seeded by
+        ``random_state``). See :mod:`softmix.inference.covariance`. Classes are in the fitted
+        order (the rows of ``coef_``); bootstrap refits are matched to them on ``coef_``.
+        ``sample_weight`` are frequency weights in the observed information and sampling
+        weights in the sandwich. Warns (ConvergenceWarning) when the fit did not converge and
+        (InformationWarning) naming the parameters when the information is not positive
+        definite.
+
+        Returns
+        -------
+        softmix.inference.InferenceResult
+
+        Examples
+        --------
+        >>> m = LatentClassLogit(2, random_state=0).fit(X, chosen, sit, groups=g)  # doctest: +SKIP
+        >>> print(m.summary(X, chosen, sit, groups=g, method="sandwich"))         # doctest: +SKIP
+        """
+        return self._protocol().model_inference(
+            self, X, chosen, situations, groups=groups, covariates=covariates,
+            sample_weight=sample_weight, method=method, level=level, n_boot=n_boot,
+            bootstrap=bootstrap, random_state=random_state)
+
+    def summary(self, X: Any = None, chosen: Any = None, situations: Any = None,
+                **options: Any) -> str:
+        """Text report (model, sizes, log-likelihood, AIC/BIC/ICL, convergence, then estimate,
+        standard error, z, p-value and interval per parameter); options as :meth:`inference`."""
+        return self.inference(X, chosen, situations, **options).summary()
 
     def n_parameters(self) -> int:
         """Free parameters ``K L + (K - 1)(q + 1)``."""

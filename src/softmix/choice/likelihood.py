@@ -1,16 +1,16 @@
 """The likelihood protocol of the latent class logit (for standard errors, selection, SQUAREM).
 
-Unconstrained vector parametrisation ``theta = [beta.ravel(), gamma[1:].ravel()]``: the class
-coefficients (K, L) in C order, then the free membership rows (K - 1, q + 1) (row 0, the
-reference class, is fixed at 0). ``loglik``, ``score`` and ``hessian`` are analytic in theta
+Unconstrained vector parametrisation ``theta = [beta.ravel(), gamma[:-1].ravel()]``: the class
+coefficients (K, L) in C order, then the free membership rows (K - 1, q + 1) (the last row, the
+reference class K - 1, is fixed at 0). ``loglik``, ``score`` and ``hessian`` are analytic in theta
 (checked against finite differences in ``tests/test_choice_likelihood.py``).
 
 Derivatives. With ``u_gk = grad_theta log(w_gk f_gk)`` and posteriors ``r_gk``, group g's score
 is ``S_g = sum_k r_gk u_gk`` and (Louis's identity)
 ``hess l_g = sum_k r_gk (hess log(w_gk f_gk) + u_gk u_gk') - S_g S_g'``. Here
-``u_gk = [e_k (x) sum_{s in g} (x_{c_s} - xbar_sk), (e_k - w_g)_{1:} (x) [1, z_g]]`` and
+``u_gk = [e_k (x) sum_{s in g} (x_{c_s} - xbar_sk), (e_k - w_g)_{:K-1} (x) [1, z_g]]`` and
 ``hess log(w_gk f_gk) = blockdiag_k(-sum_{s in g} Cov_{P_sk}(x)) (beta block, class k only)
-+ -(diag(w_g) - w_g w_g')_{1:,1:} (x) [1, z_g][1, z_g]'`` (gamma block, the same for all k).
++ -(diag(w_g) - w_g w_g')_{:K-1,:K-1} (x) [1, z_g][1, z_g]'`` (gamma block, the same for all k).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ __all__ = [
 
 
 def to_vector(params: LatentClassLogitParams) -> np.ndarray:
-    """``theta = [coef.ravel(), membership_coef[1:].ravel()]``; ValueError at weight 0."""
-    gamma = params.membership_coef[1:]
+    """``theta = [coef.ravel(), membership_coef[:-1].ravel()]``; ValueError at weight 0."""
+    gamma = params.membership_coef[:-1]
     if not np.all(np.isfinite(gamma)):
         raise ValueError("a class has weight 0 (membership_coef -inf): no unconstrained image.")
     return np.concatenate([params.coef.ravel(), gamma.ravel()])
@@ -51,7 +51,7 @@ def from_vector(theta: np.ndarray, n_classes: int, n_features: int,
             f"q={n_covariates}; got shape {theta.shape}."
         )
     coef = theta[: k * length].reshape(k, length)
-    gamma = np.vstack([np.zeros((1, q1)), theta[k * length:].reshape(k - 1, q1)])
+    gamma = np.vstack([theta[k * length:].reshape(k - 1, q1), np.zeros((1, q1))])
     return LatentClassLogitParams(coef, gamma)
 
 
@@ -101,21 +101,22 @@ def _per_class_grads(r, w, b, D, k):
     u = np.zeros((g, k, k * length + (k - 1) * q1))
     for c in range(k):
         u[:, c, c * length:(c + 1) * length] = b[:, c]
-        e = -w[:, 1:].copy()
-        if c >= 1:
-            e[:, c - 1] += 1.0
+        e = -w[:, :-1].copy()
+        if c < k - 1:
+            e[:, c] += 1.0
         u[:, c, k * length:] = (e[:, :, None] * D[:, None, :]).reshape(g, -1)
     return u
 
 
 def score(theta: np.ndarray, data: ChoiceData, n_classes: int, *,
-          per_group: bool = False) -> np.ndarray:
+          per_group: bool = False, weighted: bool = True) -> np.ndarray:
     """Gradient of :func:`loglik`, shape (P,); or per group, shape (G, P), with
-    ``per_group=True`` (rows weighted by the group weights; they sum to the gradient)."""
+    ``per_group=True`` (rows weighted by the group weights, so that they sum to the gradient;
+    ``weighted=False``: each group's own score, without its weight)."""
     _, r, w, b, D, _, _ = _pieces(theta, data, n_classes)
     u = _per_class_grads(r, w, b, D, n_classes)
     s = np.einsum("gk,gkp->gp", r, u)
-    if data.group_weights is not None:
+    if weighted and data.group_weights is not None:
         s = s * data.group_weights[:, None]
     return s if per_group else s.sum(axis=0)
 
@@ -138,7 +139,7 @@ def hessian(theta: np.ndarray, data: ChoiceData, n_classes: int) -> np.ndarray:
         blk = -(X.T @ (X * ap[:, None]) - xbar[:, c].T @ (xbar[:, c] * a[:, c:c + 1]))
         h[c * length:(c + 1) * length, c * length:(c + 1) * length] += blk
     # gamma block: -sum_g s_g (diag(w) - w w')_{free} (x) D D'
-    wf = w[:, 1:]
+    wf = w[:, :-1]
     cov = np.einsum("gi,ij->gij", wf, np.eye(k - 1)) - np.einsum("gi,gj->gij", wf, wf)
     gg = -np.einsum("g,gij,ga,gb->iajb", sw, cov, D, D).reshape((k - 1) * q1, (k - 1) * q1)
     h[k * length:, k * length:] += gg

@@ -5,7 +5,7 @@ s it chooses among its available alternatives j (rows of X in that situation) wi
 conditional logit of its class::
 
     P(j | s, k)  = exp(x_j' beta_k) / sum_{l in s} exp(x_l' beta_k)
-    w_gk         = softmax_k(gamma_k0 + z_g' gamma_k),   gamma_0 = 0     (class membership)
+    w_gk         = softmax_k(gamma_k0 + z_g' gamma_k),   gamma_{K-1} = 0 (class membership)
     L            = sum_g s_g log sum_k w_gk prod_{s in g} P(c_s | s, k)
 
 With one situation over a fixed set of alternatives and no covariates this is the softmax
@@ -54,8 +54,8 @@ class LatentClassLogitParams:
     coef : ndarray of shape (n_classes, n_features)
         ``beta_k``, the conditional-logit coefficients of each class.
     membership_coef : ndarray of shape (n_classes, n_covariates + 1)
-        ``gamma``: column 0 the intercept, then one column per membership covariate; row 0 (the
-        reference class) is all zeros. Without covariates, ``weights = softmax(gamma[:, 0])``.
+        ``gamma``: column 0 the intercept, then one column per membership covariate; the last row
+        (the reference class, K - 1, as everywhere in softmix) is all zeros. Without covariates, ``weights = softmax(gamma[:, 0])``.
     """
 
     coef: np.ndarray
@@ -71,10 +71,10 @@ class LatentClassLogitParams:
             )
         if np.any(np.isnan(gamma)) or np.any(gamma == np.inf):
             raise ValueError("membership_coef must be finite (or -inf for a class of weight 0).")
-        if np.any(gamma[0] != 0):
+        if np.any(gamma[-1] != 0):
             raise ValueError(
-                "membership_coef row 0 (the reference class) must be zero; subtract row 0 from "
-                "every row (the same model)."
+                "membership_coef's last row (the reference class K - 1) must be zero; subtract "
+                "the last row from every row (the same model)."
             )
         coef.setflags(write=False)
         gamma.setflags(write=False)
@@ -87,7 +87,7 @@ class LatentClassLogitParams:
         w = check_array(weights, "weights", ndim=1)
         if np.any(w <= 0) or abs(w.sum() - 1.0) > 1e-8:
             raise ValueError(f"weights must be positive and sum to 1, got {w}.")
-        return cls(coef, (np.log(w) - np.log(w[0]))[:, None])
+        return cls(coef, (np.log(w) - np.log(w[-1]))[:, None])
 
     @property
     def n_classes(self) -> int:
@@ -103,7 +103,7 @@ class LatentClassLogitParams:
     def permuted(self, perm: np.ndarray) -> LatentClassLogitParams:
         """The same model with classes reordered (``new class i = old class perm[i]``)."""
         gamma = self.membership_coef[perm]
-        return LatentClassLogitParams(self.coef[perm], gamma - gamma[0])
+        return LatentClassLogitParams(self.coef[perm], gamma - gamma[-1])
 
 
 def log_weights(params: LatentClassLogitParams, data: ChoiceData) -> np.ndarray:
@@ -144,7 +144,7 @@ def penalty(params: LatentClassLogitParams, ridge: float) -> float:
     """``ridge / 2 (||beta||^2 + ||gamma_free||^2)`` (0 when ``ridge = 0``)."""
     if ridge == 0.0:
         return 0.0
-    gamma = params.membership_coef[1:]
+    gamma = params.membership_coef[:-1]
     return 0.5 * ridge * float(np.sum(params.coef**2) + np.sum(gamma[np.isfinite(gamma)] ** 2))
 
 

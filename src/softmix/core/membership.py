@@ -11,11 +11,12 @@ k (a sum over its observations) and ``log w_gk`` the log prior weight of class k
 group covariates ``z_g`` (q,) through a multinomial logit, flexmix's *concomitant variable
 model* ``FLXPmultinom`` and econometrics' *class-membership model*:
 
-    w_gk = softmax_k(gamma_k0 + z_g' gamma_k),    gamma_0 = 0 (class 0 is the reference)
+    w_gk = softmax_k(gamma_k0 + z_g' gamma_k),    gamma_{K-1} = 0 (the last class is the reference)
 
 Coefficients are stored as ``coef`` of shape (K, q + 1): column 0 the intercept, columns 1..q
-the covariates' slopes, row 0 all zeros (the convention of flexmix, mlogit and biogeme; the
-intercept column is added here, callers pass ``Z`` without it). The M-step in ``gamma`` is a
+the covariates' slopes, the last row all zeros (the convention of the whole package: the
+softmax mixture's membership covariates and the mixture-of-experts gate; flexmix, mlogit and
+biogeme fix the first class instead, a relabelling). The intercept column is added here, callers pass ``Z`` without it). The M-step in ``gamma`` is a
 weighted soft-label multinomial logistic regression of the posteriors on ``[1, Z]``
 (:func:`membership_mstep`), solved by the one such solver of the package,
 :func:`softmix.core.solvers.fit_multinomial_logistic`; with no covariates (q = 0) it has the
@@ -138,7 +139,7 @@ def membership_log_weights(coef: np.ndarray, Z: np.ndarray | None, n_groups: int
     Parameters
     ----------
     coef : ndarray of shape (K, q + 1)
-        Membership coefficients, column 0 the intercept, row 0 the reference (zeros).
+        Membership coefficients, column 0 the intercept, the last row the reference (zeros).
     Z : ndarray of shape (G, q) or None
     n_groups : int
     """
@@ -158,7 +159,7 @@ def membership_mstep(
     """M-step of the class-membership model: weighted soft-label multinomial logit of ``resp``.
 
     Maximises ``sum_g s_g sum_k r_gk log w_gk(gamma) - ridge/2 ||gamma||^2`` over the free
-    rows of ``gamma`` (row 0 is fixed at 0).
+    rows of ``gamma`` (the last row is fixed at 0).
 
     Parameters
     ----------
@@ -168,7 +169,7 @@ def membership_mstep(
     resp : ndarray of shape (G, K)
         Posterior class probabilities of the groups (soft labels).
     coef0 : ndarray of shape (K, q + 1), optional
-        Warm start (e.g. the previous EM iterate); default zeros. Its row 0 is ignored.
+        Warm start (e.g. the previous EM iterate); default zeros. Its last row is ignored.
     ridge : float, default=0.0
         L2 penalty on every free coefficient, intercepts included; > 0 keeps the solution
         finite when a class is separable by the covariates.
@@ -182,25 +183,23 @@ def membership_mstep(
     Returns
     -------
     coef : ndarray of shape (K, q + 1)
-        Column 0 the intercept, row 0 zeros.
+        Column 0 the intercept, the last row zeros.
 
     Notes
     -----
-    Intercept only and ``ridge = 0``: the closed form ``gamma_k0 = log m_k - log m_0`` with
+    Intercept only and ``ridge = 0``: the closed form ``gamma_k0 = log m_k - log m_{K-1}`` with
     ``m_k = sum_g s_g r_gk`` (classes with ``m_k = 0`` get ``-inf``: weight 0; the caller
-    decides whether that is an error). The shared solver fixes its *last* row; the class
-    order is rotated before and after the call so that row 0 is the reference here.
+    decides whether that is an error). The last row is the reference, as in the shared solver
+    (no rotation).
     """
     resp = np.asarray(resp, dtype=float)
-    n_groups, k = resp.shape
+    n_groups = resp.shape[0]
     design = membership_design(Z, n_groups)
     if design.shape[1] == 1 and ridge == 0.0:
         mass = resp.sum(axis=0) if weights is None else np.asarray(weights, float) @ resp
         with np.errstate(divide="ignore"):
             log_mass = np.log(mass)
-        return (log_mass - log_mass[0])[:, None]
-    rotate = np.r_[np.arange(1, k), 0]  # class 0 last: the solver's reference row
-    start = None if coef0 is None else np.asarray(coef0, dtype=float)[rotate]
-    coef = fit_multinomial_logistic(design, resp[:, rotate], sample_weight=weights,
-                                    coef0=start, ridge=ridge, max_iter=max_iter, tol=tol)
-    return coef[np.argsort(rotate)]
+        return (log_mass - log_mass[-1])[:, None]
+    start = None if coef0 is None else np.asarray(coef0, dtype=float)
+    return fit_multinomial_logistic(design, resp, sample_weight=weights, coef0=start,
+                                    ridge=ridge, max_iter=max_iter, tol=tol)

@@ -7,9 +7,10 @@
 - :mod:`~softmix.inference.report`: :class:`InferenceResult` and the summary text.
 
 The families' likelihood protocols live in :mod:`softmix.softmax_mixture.likelihood`
-(``SoftmaxMixtureLikelihood``; ``PanelLikelihood`` for panels and membership covariates) and
+(``SoftmaxMixtureLikelihood``; ``PanelLikelihood`` for panels and membership covariates),
 :mod:`softmix.moe.likelihood` (``MoELikelihood``; ``OptionsMoELikelihood`` for the flexmix-style
-options); this package does not know which family it serves.
+options) and :mod:`softmix.choice.inference` (``ChoiceLikelihood``, the latent class logit); this
+package does not know which family it serves.
 """
 
 from softmix.inference.information import InformationWarning, check_information, mixture_hessian

@@ -32,7 +32,8 @@ class InferenceResult:
         Parameter names: ``weight[k]``, ``atom[k,l]`` (softmax mixture; with class-membership
         covariates ``membership[k,j]``, k < K-1, j = 0 the intercept); ``gate[k,j]`` (or
         ``weight[k]`` for ``gate="constant"``), ``coef[k,j]`` / ``coef[k,c,j]``,
-        ``variance[k]`` (or one ``variance`` with ``variance="equal"``) (mixture of experts).
+        ``variance[k]`` (or one ``variance`` with ``variance="equal"``) (mixture of experts);
+        ``coef[k,l]`` and ``membership[k,j]`` (k < K-1) or ``weight[k]`` (latent class logit).
     estimates : ndarray of shape (P,)
     std_errors : ndarray of shape (P,)
         ``inf`` for parameters about which the information is zero (see
