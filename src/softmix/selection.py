@@ -237,13 +237,16 @@ def select_n_components(
     name = proto.N_COMPONENTS
     rng = check_random_state(random_state)
     table: dict[str, list] = {c: [] for c in _COLUMNS}
-    fits, all_ll, all_conv = {}, {}, {}
+    fits: dict[int, Any] = {}
+    all_ll: dict[int, np.ndarray] = {}
+    all_conv: dict[int, np.ndarray] = {}
     heldout_folds: dict[int, np.ndarray] = {}
     k_rngs = spawn(rng, len(grid))
     split_rng = spawn(rng, 1)[0]  # one split for every K: paired fold totals
     for k, k_rng in zip(grid, k_rngs):
         run_rngs = spawn(k_rng, n_init + 1)
-        lls, convs, models = np.full(n_init, np.nan), np.zeros(n_init, bool), []
+        lls, convs = np.full(n_init, np.nan), np.zeros(n_init, bool)
+        models: list[Any] = []
         errors = []
         for r in range(n_init):
             model = _clone(estimator, name, k, n_init=1, random_state=run_rngs[r],
