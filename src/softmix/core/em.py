@@ -265,6 +265,10 @@ def _plain_advance(params: Any, mapped: Any) -> Any:
     return mapped
 
 
+#: Longest wait between two exact confirmations after a failed one (iterations).
+_MAX_GAP = 16
+
+
 class _Judge:
     """The stationarity stop rule: a cheap value every iteration, an exact one to confirm."""
 
@@ -283,7 +287,7 @@ class _Judge:
         self.last = (params, exact)
         if exact <= self.tol:
             return True
-        self.next_check, self.gap = n_iter + self.gap, 2 * self.gap
+        self.next_check, self.gap = n_iter + self.gap, min(2 * self.gap, _MAX_GAP)
         return False
 
     def final(self, params: Any, reason: str) -> float:

@@ -411,7 +411,9 @@ def make_em_map(
         """Per-component penalty diagonal (K, r) in per-observation units, or None."""
         if ridge == 0.0:
             return None
-        return ridge * variances[None, :] / np.where(mass > 0, mass, 1.0)[:, None]
+        # a component with (numerically) no mass is held at 0 by the prior; 1e-100 keeps the
+        # per-observation penalty finite
+        return ridge * variances[None, :] / np.maximum(mass, 1e-100)[:, None]
 
     def em_map(params: SoftmaxMixtureParams) -> tuple[SoftmaxMixtureParams, float]:
         scores = cache.pop("scores", None) if cache.get("atoms") is params.atoms else None
@@ -440,9 +442,12 @@ def make_em_map(
         gains = np.zeros(params.n_components)
         if m_step == "gradient":
             new_atoms, new_scores, grads = _gradient_step(
-                features_t, atoms, targets, stats.mean_features, q_old, empty, step_size, pen
+                features_t, atoms, targets, stats.mean_features, q_old, empty, step_size, pen,
+                variances,
             )
-            gains = 0.5 * mass * np.sum(grads**2 / variances, axis=1)  # cheap metric c Var(z)
+            # cheap metric: the Hessian taken as c (Var(z) + pen), exact when Cov_pi(z) = Var(z)
+            curv = variances if pen is None else variances + pen
+            gains = 0.5 * mass * np.sum(grads**2 / curv, axis=1)
         else:
             new_atoms, new_scores = atoms.copy(), None
             inner = max(tol / (10.0 * params.n_components), _INNER_TOL_FLOOR)
@@ -505,16 +510,21 @@ def _weight_gain(mass: np.ndarray, weights: np.ndarray, n_total: float) -> float
     return max(float(np.sum(mass[live] * np.log(mass[live] / (n_total * weights[live])))), 0.0)
 
 
-def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step_size, pen=None):
+def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
+                   variances=None):
     """Safeguarded ``theta_k += eta g_k``: halve eta for each k where Q_k would drop.
 
     ``g_k = m_k - xbar_k`` (minus ``pen_k * theta_k`` with a ridge). Returns the new atoms
-    (K, L), their scores ``atoms @ X'`` (K, p) for the next E-step, and ``g`` (K, L).
+    (K, L), their scores ``atoms @ X'`` (K, p) for the next E-step, and ``g`` (K, L). With a
+    penalty the step is ``eta * Var(z) / (Var(z) + pen) * g`` (``variances`` required).
     """
-    direction = targets - mean_features  # (K, L)
+    grad = targets - mean_features  # (K, L)
     if pen is not None:
-        direction = direction - pen * atoms
-    direction[empty] = 0.0
+        grad = grad - pen * atoms
+    grad[empty] = 0.0
+    # preconditioned by the penalty: the Hessian is ~ -(Var(z) + pen), so with a stiff penalty
+    # (a nearly empty component) a plain step would overshoot by orders of magnitude
+    direction = grad if pen is None else grad * (variances / (variances + pen))
 
     def q_of(new, sc, idx):
         value = np.einsum("kl,kl->k", new, targets[idx]) - _row_logsumexp(sc)
@@ -540,7 +550,7 @@ def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx]
         scores[idx] = _dot(atoms[idx], features_t)
-    return new_atoms, scores, direction
+    return new_atoms, scores, grad
 
 
 def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
