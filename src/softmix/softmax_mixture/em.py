@@ -57,7 +57,7 @@ along those directions are projected out). The log-likelihood is unaffected.
 Stop rule (:func:`stationarity`, the hook of :func:`softmix.core.em.run_em`): ``tol`` is in nats,
 the log-likelihood gain that one exact M-step from the current iterate is predicted to make,
 ``sum_k c_k g_k' (Cov_pi(z) + ...)^{-1} g_k / 2`` (atoms, the Newton decrement of each ``Q_k``)
-plus ``sum_k c_k log(c_k / (N alpha_k))`` (weights, the exact gain). By Fisher's identity ``c_k
+plus ``sum_k (c_k - N alpha_k)^2 / (2 N alpha_k)`` (weights, likewise). By Fisher's identity ``c_k
 g_k`` is the observed score of atom k, so this is zero exactly at stationary points; it is the
 same at N = 1e3 and N = 1e10 for the same distance from the optimum in standard errors. The
 Newton M-step's inner stop is tied to it (each component stops when its predicted gain is
@@ -342,8 +342,8 @@ def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None):
     return fun
 
 
-#: [chosen] Floor of the Newton M-step's inner tolerance, nats per component: below it a
-#: further inner step is meaningless (1e-12 nats is ~1e-6 standard errors).
+#: [chosen] The Newton M-step's inner tolerance when ``tol=0`` (a fixed number of EM iterations),
+#: nats per component: below it a further inner step is meaningless (~1e-6 standard errors).
 _INNER_TOL_FLOOR = 1e-12
 
 
@@ -375,7 +375,7 @@ def make_em_map(
     tol : float
         The EM stop tolerance in nats (:data:`DEFAULT_TOL`): the Newton M-step stops a
         component when its predicted remaining gain ``c_k decrement / 2`` is below
-        ``max(tol / (10 K), 1e-12)`` nats (absolute, so the same at any N).
+        ``tol / (10 K)`` nats (absolute, so the same at any N; 1e-12 nats when ``tol=0``).
     ridge : float
         Penalty ``ridge / 2 * sum_k Var_j(x_j' theta_k)`` on the atoms (0: maximum likelihood);
         the objective is then the penalised log-likelihood (see :func:`fit_em`).
@@ -450,7 +450,7 @@ def make_em_map(
             gains = 0.5 * mass * np.sum(grads**2 / curv, axis=1)
         else:
             new_atoms, new_scores = atoms.copy(), None
-            inner = max(tol / (10.0 * params.n_components), _INNER_TOL_FLOOR)
+            inner = tol / (10.0 * params.n_components) if tol > 0 else _INNER_TOL_FLOOR
             for k in np.flatnonzero(~empty):
                 res = newton_maximize(
                     _newton_objective(features_t, targets[k], None if pen is None else pen[k]),
@@ -496,7 +496,7 @@ def make_em_map(
 def stationarity_of(em_map, params: SoftmaxMixtureParams) -> float:
     """The exact stop-rule value (nats) of :func:`make_em_map`'s map at ``params``.
 
-    ``sum_k c_k log(c_k / (N alpha_k))`` (the weights' exact M-step gain) plus
+    ``sum_k (c_k - N alpha_k)^2 / (2 N alpha_k)`` (the weights' Newton decrement) plus
     ``sum_k c_k g_k' (Cov_{pi(theta_k)}(z) + ridge terms)^{-1} g_k / 2`` with
     ``g_k = m_k - xbar(theta_k)`` (the atoms' Newton decrements): the log-likelihood one exact
     M-step from ``params`` is predicted to gain. Zero exactly at stationary points.
@@ -505,9 +505,17 @@ def stationarity_of(em_map, params: SoftmaxMixtureParams) -> float:
 
 
 def _weight_gain(mass: np.ndarray, weights: np.ndarray, n_total: float) -> float:
-    """``sum_k c_k log(c_k / (N alpha_k))``: the exact gain of the weights' M-step (>= 0)."""
-    live = mass > 0
-    return max(float(np.sum(mass[live] * np.log(mass[live] / (n_total * weights[live])))), 0.0)
+    """The weights' Newton decrement ``sum_k (c_k - N alpha_k)^2 / (2 N alpha_k)`` (nats).
+
+    ``c - N alpha`` is the score of the weights (log-ratio coordinates) and ``N (diag(alpha) -
+    alpha alpha')`` their complete-data information, so this is ``g' H^{-1} g / 2``, the
+    second-order value of the exact gain ``sum_k c_k log(c_k / (N alpha_k))``. Unlike that sum
+    (whose first-order terms cancel only in exact arithmetic, leaving ~N * 1e-16 nats of
+    round-off), it has no cancellation: it is accurate down to zero at any N.
+    """
+    live = weights > 0
+    expected = n_total * weights[live]
+    return float(np.sum((mass[live] - expected) ** 2 / expected)) / 2.0
 
 
 def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
@@ -640,7 +648,9 @@ def fit_em(
         Stop when the log-likelihood one exact M-step from the current iterate is predicted to
         gain is ``<= tol`` **nats** (:func:`stationarity_of`, recorded in
         ``result.criterion_value``; see :data:`DEFAULT_TOL` for what 1e-7 means): scale-free,
-        the same guarantee at any N. ``0`` runs exactly ``max_iter`` iterations.
+        the same guarantee at any N. ``0`` runs exactly ``max_iter`` iterations. Floored at
+        ``1e-15 N`` nats (float64's precision; ``result.extra["tol_used"]``), which binds only
+        above N ~ 1e8 at the default.
     param_tol : float
         Also stop when no working atom moves more than this (Euclidean norm, in the whitened
         coordinates when ``whiten``); 0 disables.
@@ -666,7 +676,9 @@ def fit_em(
         and the products' memory traffic; the optimum it reaches agreed with float64's to
         ~2e-8 (relative log-likelihood) in ``tests/test_accelerate.py``, with ~1.5x more
         iterations at tight ``tol``. The driver's decrease check is off for float32 (round-off
-        can exceed its 1e-9 threshold). Ignored when ``features`` is a :class:`Design` (its own
+        can exceed its 1e-9 threshold), and the stop tolerance is floored at ``1e-8 N`` nats
+        instead of float64's ``1e-15 N`` (the criterion cannot get below the products'
+        precision; the tolerance used is ``result.extra["tol_used"]``). Ignored when ``features`` is a :class:`Design` (its own
         dtype is used).
     warn : bool
         Emit convergence warnings (and the unidentified-design warning for raw features).
@@ -737,9 +749,14 @@ def fit_em(
     requested, auto_info = m_step, {}
     if m_step == "auto":
         m_step, auto_info = select_m_step(design, start)
+    # [measured] the criterion cannot go below the precision of the arithmetic: it stalled at
+    # ~3e-17 N nats in float64 (N = 2e5 and 1e10) and 3e-10 N to 1e-8 N with float32 products
+    # (their ~1e-4 whitened-unit error in m_k - xbar_k); floor the tolerance there
+    floor = _PRECISION_FLOOR[work_t.dtype.name] * float(counts.sum())
+    tol_stop = max(tol, floor) if tol > 0 else 0.0
     em_map = make_em_map(
         design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter,
-        tol=tol, ridge=ridge,
+        tol=tol_stop, ridge=ridge,
     )
     user_callback = None
     if callback is not None:
@@ -760,7 +777,7 @@ def fit_em(
             em_map,
             penalised,
             max_iter=budget,
-            tol=tol,
+            tol=tol_stop,
             param_tol=param_tol,
             param_distance=_max_atom_change,
             monotone=work_t.dtype == np.float64,
@@ -800,6 +817,7 @@ def fit_em(
     result.extra.update(auto_info)
     result.extra["n_unidentified"] = design.n_unidentified
     result.extra["ridge"] = ridge
+    result.extra["tol_used"] = tol_stop
     result.extra["log_likelihood"] = (
         result.objective if not ridge else log_likelihood(design.features, counts, result.params)
     )
@@ -812,6 +830,11 @@ _COINCIDENT_RTOL = 1e-6
 #: design's spread), and how many splits are tried.
 _SADDLE_SPLIT = 0.1
 _SADDLE_TRIES = 3
+#: [measured, see fit_em] Per-observation floor of the stop tolerance (nats): the precision the
+#: criterion reaches with float64 (1e-15 N: ~30x above the 3e-17 N where it stalls; atoms are
+#: then located to ~sqrt(2e-15) = 4.5e-8 whitened units, 0.0045 standard errors at N = 1e10) and
+#: with float32 products (1e-8 N).
+_PRECISION_FLOOR = {"float64": 1e-15, "float32": 1e-8}
 
 
 def coincident_pairs(params: SoftmaxMixtureParams) -> list[tuple[int, int]]:
