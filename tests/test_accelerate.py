@@ -254,7 +254,9 @@ def test_smm_float32_within_tolerance_of_float64(m_step):
     assert f32.converged and f32.params.atoms.dtype == np.float64
     ll32 = log_likelihood(d.features, d.counts, f32.params)  # evaluated in float64
     assert ll32 == pytest.approx(f64.objective, rel=1e-7)
-    np.testing.assert_allclose(f32.params.atoms, f64.params.atoms, atol=5e-3)
+    # float32's fixed point is defined only to its products' precision (the stop criterion stalls
+    # at ~1e-8 N nats, 0.01 nats here, where fit_em floors its tolerance): ~3 standard errors
+    np.testing.assert_allclose(f32.params.atoms, f64.params.atoms, atol=1e-2)
     assert prepare_design(d.features, dtype="float32").working_t.dtype == np.float32
 
 

@@ -6,6 +6,36 @@ the M-step. The driver owns everything else: the iteration budget, the tolerance
 the stop reason, monotonicity bookkeeping, non-finite guards, warnings and the callback.
 Gradient methods (GD, gradient EM) use the same driver with their own map, so all methods are
 compared iteration by iteration on one history.
+
+Two stop rules (recorded in ``FitResult.criterion`` / ``criterion_value``):
+
+``"relative_change"`` (models that supply no stationarity function; e.g. the MoE today)
+    ``|l_t - l_{t-1}| / max(1, |l_t|) <= tol`` and not growing (:func:`_small_and_not_growing`).
+    With ``|l| ~ N`` this stops a distance from the optimum that grows with N.
+A model's stationarity function (``stationarity=``, :data:`Stationarity`), e.g. ``"newton_decrement"``
+    ``tol`` is then an absolute threshold **in nats** on the model's estimate of the
+    log-likelihood still to be gained at the current iterate, e.g. ``g' H^{-1} g / 2`` with ``g``
+    the observed score (by Fisher's identity the M-step objective's gradient at the current
+    iterate) and ``H`` the complete-data (M-step) information. A remaining gain of ``eps`` nats
+    puts the iterate about ``sqrt(2 eps)`` standard errors from the optimum along the worst
+    direction (the log-likelihood is ``-z^2 / 2`` in standard-error units ``z`` near it), whatever
+    N is: the rule means the same at N = 1e3 and N = 1e10.
+
+The hook, for engineers wiring a model to it::
+
+    stationarity(params, exact: bool) -> float   # >= 0, in nats (the objective's units)
+
+- It is called with ``exact=False`` right after every ``em_map(params)`` of the driver's own
+  loop, *with the same params object*, so a model may return a by-product of that call (the
+  E-step / M-step it has just done at ``params``); this call must be cheap (no extra pass
+  over the data beyond O(size of params)).
+- When that value is ``<= tol``, the driver confirms with ``exact=True`` (it may cost a pass
+  over the data, e.g. a Hessian; return the cheap value again if it is already exact). The fit
+  converges (``stop_reason="tol"``) only if the confirmed value is ``<= tol``; a failed
+  confirmation is retried after 1, 2, 4, ... more iterations.
+- It is called once more with ``exact=True`` on the returned parameters when the loop ends for
+  another reason (``max_iter``, ``callback``), to fill ``criterion_value``.
+- Returning NaN means "cannot tell" (never converged on it).
 """
 
 from __future__ import annotations
@@ -21,9 +51,11 @@ import numpy as np
 from softmix.core.result import FitResult
 from softmix.exceptions import ConvergenceWarning, SoftmixWarning
 
-__all__ = ["relative_change", "run_em"]
+__all__ = ["Stationarity", "relative_change", "run_em"]
 
 EMMap = Callable[[Any], tuple[Any, float]]
+#: ``stationarity(params, exact) -> remaining gain in nats`` (see the module docstring).
+Stationarity = Callable[[Any, bool], float]
 
 
 def relative_change(old: float, new: float) -> float:
@@ -71,6 +103,8 @@ def run_em(
     accelerate: str | None = None,
     to_vector: Callable[[Any], np.ndarray] | None = None,
     from_vector: Callable[[np.ndarray], Any] | None = None,
+    stationarity: Stationarity | None = None,
+    criterion: str = "stationarity",
 ) -> FitResult:
     """Iterate ``em_map`` from ``params0`` until a stop rule fires.
 
@@ -86,9 +120,12 @@ def run_em(
     max_iter : int
         Maximum number of EM-map applications. ``0`` returns ``params0`` unchanged.
     tol : float
-        Stop when the relative objective change ``|l_t - l_{t-1}| / max(1, |l_t|) <= tol`` and
-        the change is not growing (see :func:`_small_and_not_growing`); never on the first
-        iteration. ``tol=0`` runs exactly ``max_iter`` iterations.
+        Without ``stationarity``: stop when the relative objective change
+        ``|l_t - l_{t-1}| / max(1, |l_t|) <= tol`` and the change is not growing (see
+        :func:`_small_and_not_growing`); never on the first iteration. With ``stationarity``:
+        stop when the model's remaining-gain estimate at the current iterate, confirmed with
+        ``exact=True``, is ``<= tol`` nats (module docstring). Either way ``tol=0`` runs exactly
+        ``max_iter`` iterations.
     param_tol : float
         Also stop when ``param_distance(old, new) <= param_tol`` (only if > 0).
     monotone : bool
@@ -110,6 +147,12 @@ def run_em(
         variances, log-ratio weights) and back; extrapolated vectors are mapped back with
         ``from_vector``. If either raises ValueError (e.g. a weight at 0 has no log-ratio) or
         the extrapolation has a non-finite objective, the cycle falls back to plain EM.
+    stationarity : callable, optional
+        ``stationarity(params, exact) -> float``, the model's scale-free stop rule (module
+        docstring). None: the relative-change rule.
+    criterion : str
+        Name recorded in ``FitResult.criterion`` when ``stationarity`` is given (e.g.
+        ``"newton_decrement"``).
 
     Returns
     -------
@@ -145,9 +188,10 @@ def run_em(
             )
         em_map = _CountingMap(em_map)
         advance = _Squarem(em_map, to_vector, from_vector)
+    judge = None if stationarity is None else _Judge(stationarity, tol)
     params, prev_params, history, reason, n_iter = _loop(
         params0, em_map, objective, advance, max_iter=max_iter, tol=tol, param_tol=param_tol,
-        param_distance=param_distance, callback=callback,
+        param_distance=param_distance, callback=callback, judge=judge,
     )
     if accelerate is not None:
         extra = {"n_map_evals": em_map.calls, "n_fallbacks": advance.n_fallbacks}
@@ -168,6 +212,20 @@ def run_em(
                 ConvergenceWarning,
                 stacklevel=2,
             )
+    if judge is not None:
+        criterion_value = judge.final(params, reason)
+    else:
+        criterion = "relative_change"
+        criterion_value = (relative_change(history[-2], history[-1]) if len(history) > 1
+                           else float("nan"))
+    if reason == "max_iter" and tol > 0 and warn and judge is not None:
+        warnings.warn(
+            f"{name} did not converge in max_iter={max_iter} iterations: the predicted remaining "
+            f"gain ({criterion}) is {criterion_value:.3g} nats > tol={tol:g} nats. Increase "
+            "max_iter, or use a better initialisation (or the Newton M-step).",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     elif reason == "max_iter" and tol > 0 and warn:
         warnings.warn(
             f"{name} did not converge in max_iter={max_iter} iterations (last relative change "
@@ -196,6 +254,8 @@ def run_em(
         init_method=init_method,
         seconds=time.perf_counter() - t0,
         n_decreases=n_decreases,
+        criterion=criterion,
+        criterion_value=float(criterion_value),
         extra=extra,
     )
 
@@ -205,8 +265,42 @@ def _plain_advance(params: Any, mapped: Any) -> Any:
     return mapped
 
 
+#: Longest wait between two exact confirmations after a failed one (iterations).
+_MAX_GAP = 16
+
+
+class _Judge:
+    """The stationarity stop rule: a cheap value every iteration, an exact one to confirm."""
+
+    def __init__(self, stationarity: Stationarity, tol: float) -> None:
+        self.stationarity, self.tol = stationarity, tol
+        self.next_check, self.gap = 0, 1
+        self.last: tuple[Any, float] | None = None  # (params, exact value at params)
+
+    def converged(self, params: Any, n_iter: int) -> bool:
+        if self.tol <= 0 or n_iter < self.next_check:
+            return False
+        cheap = float(self.stationarity(params, False))
+        if not cheap <= self.tol:
+            return False
+        exact = float(self.stationarity(params, True))
+        self.last = (params, exact)
+        if exact <= self.tol:
+            return True
+        self.next_check, self.gap = n_iter + self.gap, min(2 * self.gap, _MAX_GAP)
+        return False
+
+    def final(self, params: Any, reason: str) -> float:
+        if self.last is not None and self.last[0] is params:
+            return self.last[1]
+        if reason == "non_finite":
+            return float("nan")
+        with np.errstate(all="ignore"):
+            return float(self.stationarity(params, True))
+
+
 def _loop(params0, em_map, objective, advance, *, max_iter, tol, param_tol, param_distance,
-          callback):
+          callback, judge=None):
     """The iteration shared by plain and accelerated EM.
 
     ``advance(params, em_map(params))`` gives the next iterate (the image itself for plain EM,
@@ -230,8 +324,11 @@ def _loop(params0, em_map, objective, advance, *, max_iter, tol, param_tol, para
         if not math.isfinite(value):
             reason = "non_finite"
             break
+        if judge is not None and judge.converged(params, n_iter):
+            reason = "tol"
+            break
         if len(history) >= 2:
-            if tol > 0 and _small_and_not_growing(history, tol):
+            if judge is None and tol > 0 and _small_and_not_growing(history, tol):
                 reason = "tol"
                 break
             if (

@@ -18,9 +18,13 @@ __all__ = ["STOP_REASONS", "FitResult"]
 #: ``"callback"``: the user's callback asked to stop;
 #: ``"not_stationary"``: a first-order method (GD, gradient EM) met the objective tolerance but
 #: its gradient is far from zero (a small step changes the objective little anywhere); not
-#: converged, a ConvergenceWarning is issued.
+#: converged, a ConvergenceWarning is issued;
+#: ``"no_mle"``: the likelihood has no maximum (e.g. softmax-mixture counts on a face of the
+#: design's convex hull: the atoms diverge); not converged, a warning names the remedy;
+#: ``"saddle"``: a stationary point with coincident components that perturbation did not leave;
+#: not converged, a ConvergenceWarning is issued.
 STOP_REASONS = ("tol", "param_tol", "max_iter", "non_finite", "init", "callback",
-                "not_stationary")
+                "not_stationary", "no_mle", "saddle")
 
 
 @dataclass
@@ -51,11 +55,15 @@ class FitResult:
     all_objectives : ndarray or None
         Final objective of every restart when the result comes from :func:`fit_with_restarts`.
     criterion : str
-        Name of the stationarity criterion that judged convergence (e.g.
-        ``"relative_change"``, or a scale-free one such as ``"newton_decrement"``: the predicted
-        remaining gain in nats, which means the same at N = 1e3 and N = 1e10).
+        Name of the stationarity criterion that judged convergence: ``"relative_change"``
+        (``|l_t - l_{t-1}| / max(1, |l_t|)``, models without a stationarity function), or a
+        scale-free one supplied by the model through :func:`softmix.core.em.run_em`'s
+        ``stationarity`` hook, such as the softmax mixture's ``"newton_decrement"``: the
+        log-likelihood one exact M-step is predicted to gain, in nats, which means the same
+        at N = 1e3 and N = 1e10.
     criterion_value : float
-        Its value at ``params`` (NaN where not computed).
+        Its value at ``params`` (NaN where not computed; for ``"relative_change"`` the last
+        change).
     extra : dict
         Anything model-specific (e.g. per-iteration parameter traces for experiments).
     """

@@ -24,10 +24,22 @@ __all__ = ["NewtonResult", "newton_direction", "newton_maximize"]
 
 @dataclass
 class NewtonResult:
+    """Outcome of :func:`newton_maximize`.
+
+    ``decrement0`` is the Newton decrement ``g' (-H)^{-1} g`` at the start ``x0`` (before any
+    step cap), so ``weight * decrement0 / 2`` is the quadratic model's predicted gain of a full
+    maximisation from ``x0``: a stationarity measure of the start (NaN if ``max_iter=0``).
+    """
+
     x: np.ndarray
     value: float
     n_iter: int
     converged: bool
+    decrement0: float = float("nan")
+
+
+#: Relative precision below which an objective change is round-off (a few ulps of |value|).
+_ROUNDOFF = 64 * np.finfo(float).eps
 
 
 #: Matrix-free Newton (``hess`` given as a LinearOperator): CG relative tolerance and iterations
@@ -75,6 +87,7 @@ def newton_maximize(
     max_halvings: int = 40,
     armijo: float = 1e-4,
     max_step: float | None = None,
+    weight: float | None = None,
 ) -> NewtonResult:
     """Maximise a smooth concave function by damped Newton.
 
@@ -88,43 +101,66 @@ def newton_maximize(
     max_iter : int
         Newton iterations. ``max_iter=1`` is one safeguarded Newton step.
     tol : float
-        Stop when the Newton decrement ``grad' d / 2 <= tol * max(1, |value|)``.
+        Stop when the Newton decrement ``grad' d / 2 <= tol * max(1, |value|)`` (relative), or,
+        when ``weight`` is given, ``weight * grad' d / 2 <= tol`` (absolute: the predicted
+        remaining gain of ``weight * fun``, e.g. in nats when ``fun`` is a per-observation
+        log-likelihood and ``weight`` the number of observations; this does not depend on how
+        large ``|value|`` or ``weight`` is). ``tol=0`` stops only when no step can help.
     max_step : float, optional
         Cap on the Euclidean norm of the full Newton step (the direction is shrunk to this
         length first, then halved as usual). Guards against the huge steps of a nearly singular
         Hessian (e.g. a softmax concentrated on one alternative). None: no cap.
+    weight : float, optional
+        Makes ``tol`` absolute on ``weight * fun`` (see ``tol``). None: relative ``tol``.
 
     Returns
     -------
     NewtonResult
-        The value never decreases from ``fun(x0)``: a step that cannot increase it after
-        ``max_halvings`` halvings is rejected and the solver stops.
+        The value never decreases from ``fun(x0)`` by more than round-off: a step that cannot
+        increase it after ``max_halvings`` halvings is rejected and the solver stops.
+
+    Notes
+    -----
+    When the predicted gain ``decrement / 2`` is below the round-off of ``value`` (a few ulps of
+    ``|value|``), the Armijo test cannot tell an ascent step from a descent one, so the full
+    (capped) Newton step is accepted as long as the value did not drop beyond round-off: the
+    quadratic model is exact to that precision. Without this, a per-observation objective
+    (``|value| ~ log p``) with ``weight = N = 1e10`` could not move once the summed gain is below
+    ``1e10 * 1e-15`` nats, far above a meaningful tolerance.
     """
     x = np.array(x0, dtype=float, copy=True)
     value = None
+    decrement0 = float("nan")
     for it in range(1, max_iter + 1):
         value, grad, hess = fun(x, 2)
         direction = newton_direction(grad, hess)
+        if it == 1:
+            decrement0 = max(float(grad @ direction), 0.0)
         if max_step is not None:
             norm = float(np.linalg.norm(direction))
             if norm > max_step:
                 direction = direction * (max_step / norm)
         decrement = float(grad @ direction)
-        if decrement / 2.0 <= tol * max(1.0, abs(value)):
-            return NewtonResult(x, float(value), it - 1, True)
+        limit = tol * max(1.0, abs(value)) if weight is None else tol / max(weight, 1e-300)
+        if decrement / 2.0 <= limit or not decrement > 0:
+            return NewtonResult(x, float(value), it - 1, True, decrement0)
+        roundoff = _ROUNDOFF * max(1.0, abs(value))
         step = 1.0
         for _ in range(max_halvings):
             candidate = x + step * direction
             new_value = fun(candidate, 0)
-            if np.isfinite(new_value) and new_value >= value + armijo * step * decrement:
+            if np.isfinite(new_value) and (
+                new_value >= value + armijo * step * decrement
+                or (decrement / 2.0 <= roundoff and new_value >= value - roundoff)
+            ):
                 x, value = candidate, new_value
                 break
             step *= 0.5
         else:
-            return NewtonResult(x, float(value), it, False)
+            return NewtonResult(x, float(value), it, False, decrement0)
     if value is None:
         value = fun(x, 0)
-    return NewtonResult(x, float(value), max_iter, False)
+    return NewtonResult(x, float(value), max_iter, False, decrement0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,10 +22,16 @@ from softmix.softmax_mixture.mom import method_of_moments
 from softmix.softmax_mixture.moments import MIN_EFFECTIVE_SAMPLE_SIZE
 from softmix.softmax_mixture.warm_start import floor_weights, subspace_init
 
-__all__ = ["METHODS", "replicate"]
+__all__ = ["METHODS", "SUCCESS_NATS", "replicate"]
+
+#: A fit "succeeds" when its log-likelihood is within this many nats of the best fit found on the
+#: same data from any start (truth included): a difference of 1 nat is below what a likelihood
+#: ratio test could see (chi-square 2 nats = 1 df at ~84%).
 
 #: Columns of a replication: the MoM estimate alone, and EM from each start.
 METHODS = ("mom", "em_mom", "em_random", "em_subspace", "em_truth")
+
+SUCCESS_NATS = 1.0
 
 
 def replicate(
@@ -40,7 +46,12 @@ def replicate(
     max_iter: int,
     rng: np.random.Generator,
 ) -> list[dict]:
-    """One simulated data set, one row per method (errors, log-likelihood, iterations, seconds)."""
+    """One simulated data set, one row per method (errors, log-likelihood, iterations, seconds).
+
+    ``success`` (every row): log-likelihood within :data:`SUCCESS_NATS` of the best EM fit on
+    this data set (``loglik_gap_to_best``); ``distance_to_truth_fit``: matched max-atom distance
+    to EM-from-truth's fit (when run), for reference only.
+    """
     data_rng, *start_rngs = spawn(rng, 1 + len(METHODS))
     data = make_softmax_mixture(
         n_samples, n_alternatives, n_features, n_components, separation=separation,
@@ -103,15 +114,17 @@ def replicate(
                 mom_n_recovered=mom.n_recovered,
             )
         rows.append(row)
-    # success: the fit reaches the optimum EM finds from the truth (same atoms within
-    # 0.1 * separation, matched), and its log-likelihood gap to the best fit of this data set
+    # success [chosen, likelihood-based]: the fit's log-likelihood is within SUCCESS_NATS of the
+    # best fit found on this data set from any start, the truth included. (Before: matched atoms
+    # within 0.1 x separation of EM-from-truth's fit, which is not a statement about the optimum:
+    # true atoms can be closer than 0.1, and two fits 0.1 apart can be equally good.)
     em_rows = [r for r in rows if r["method"] != "mom"]
     if em_rows:
         best = max(r["log_likelihood"] for r in em_rows)
         for r in rows:
             r["loglik_gap_to_best"] = best - r["log_likelihood"]
+            r["success"] = bool(r["loglik_gap_to_best"] <= SUCCESS_NATS)
             if "em_truth" in fitted:
-                dist = atom_error(fitted[r["method"]].atoms, fitted["em_truth"].atoms)
-                r["distance_to_truth_fit"] = dist
-                r["success"] = bool(dist <= 0.1 * separation)
+                r["distance_to_truth_fit"] = atom_error(fitted[r["method"]].atoms,
+                                                        fitted["em_truth"].atoms)
     return rows

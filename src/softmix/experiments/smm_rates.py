@@ -24,6 +24,7 @@ from softmix.core.restarts import spawn
 from softmix.experiments._smm import replicate
 from softmix.experiments.runner import cell
 from softmix.plotting import loglog_slope
+from softmix.softmax_mixture.em import DEFAULT_TOL
 
 NAME = "smm-rates"
 DESCRIPTION = (
@@ -52,9 +53,9 @@ class Config:
     n_grid: tuple[int, ...] = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
     n_reps: int = 10
     methods: tuple[str, ...] = METHODS
-    #: EM stops at relative log-likelihood change <= tol (tight: at N = 1e6 the log-likelihood
-    #: is ~1e7, and a loose tol stops EM before it reaches the N^{-1/2} accuracy)
-    tol: float = 1e-11
+    #: EM's stop rule in nats (the predicted remaining gain, scale-free: the same distance from
+    #: the optimum in standard errors at every N of the grid)
+    tol: float = DEFAULT_TOL
     max_iter: int = 5_000
 
     @classmethod

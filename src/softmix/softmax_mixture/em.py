@@ -48,10 +48,27 @@ Empty components (``c_k = 0``: no responsibility mass, e.g. a zero weight or a c
 keep their atom and weight 0 and raise a :class:`DegenerateComponentWarning` naming them.
 
 Unidentified designs (some ``c`` with ``x_j' c`` constant over j, e.g. a constant column): detected
-once by :func:`prepare_design`, which warns (:class:`SoftmixWarning`) and fits in the identified
-subspace: the returned atoms have **zero component along the unidentified directions** (the
-minimum-norm representative of each equivalence class; the starting atoms' components along those
-directions are projected out). The log-likelihood is unaffected.
+once by :func:`~softmix.softmax_mixture.design.prepare_design` on the design's correlation
+spectrum (scale-free: rescaling a column rescales the atoms' coordinate and changes nothing
+else), which warns (:class:`SoftmixWarning`) and fits in the identified subspace: the returned
+atoms have **zero component along the unidentified directions** (the starting atoms' components
+along those directions are projected out). The log-likelihood is unaffected.
+
+Stop rule (:func:`stationarity`, the hook of :func:`softmix.core.em.run_em`): ``tol`` is in nats,
+the log-likelihood gain that one exact M-step from the current iterate is predicted to make,
+``sum_k c_k g_k' (Cov_pi(z) + ...)^{-1} g_k / 2`` (atoms, the Newton decrement of each ``Q_k``)
+plus ``sum_k (c_k - N alpha_k)^2 / (2 N alpha_k)`` (weights, likewise). By Fisher's identity ``c_k
+g_k`` is the observed score of atom k, so this is zero exactly at stationary points; it is the
+same at N = 1e3 and N = 1e10 for the same distance from the optimum in standard errors. The
+Newton M-step's inner stop is tied to it (each component stops when its predicted gain is
+below ``tol / (10 K)`` nats, never relative to ``|Q_k|``), so EM cannot stall short of ``tol``.
+Its value is ``FitResult.criterion_value`` (``criterion="newton_decrement"``).
+
+Degenerate answers that a tolerance alone cannot see, each named by a warning and reported
+``converged=False``: counts on a face of the design's convex hull (no MLE, ``stop_reason=
+"no_mle"``; remedy ``ridge``), a stationary point with coincident atoms (a saddle: perturbed and
+continued, ``stop_reason="saddle"`` if that fails), and more parameters than the ``p - 1`` free
+choice probabilities (:func:`~softmix.softmax_mixture.model.n_parameters`).
 """
 
 from __future__ import annotations
@@ -66,17 +83,16 @@ from scipy.sparse.linalg import LinearOperator
 from softmix._validation import check_choice, check_float, check_int
 from softmix.core.em import run_em
 from softmix.core.result import FitResult
-from softmix.core.solvers import newton_maximize
+from softmix.core.solvers import newton_direction, newton_maximize
 from softmix.core.special import logsumexp
-from softmix.exceptions import DegenerateComponentWarning, SoftmixWarning
+from softmix.exceptions import ConvergenceWarning, DegenerateComponentWarning, SoftmixWarning
+from softmix.softmax_mixture.design import Design, face_direction, prepare_design
 from softmix.softmax_mixture.model import (
-    _CHUNK_ROWS,
     SoftmaxMixtureParams,
     _dot_counts,
     _log_weights,
     check_counts,
     check_features,
-    design_spectrum,
     log_likelihood,
     params_from_vector,
     params_to_vector,
@@ -91,12 +107,14 @@ __all__ = [
     "M_STEPS",
     "Design",
     "EStep",
+    "coincident_pairs",
     "component_objective",
     "e_step",
     "fit_em",
     "make_em_map",
     "prepare_design",
     "select_m_step",
+    "stationarity_of",
 ]
 
 M_STEPS = ("auto", "newton", "gradient")
@@ -110,11 +128,16 @@ M_STEPS = ("auto", "newton", "gradient")
 #: on Gaussian-like designs (:func:`select_m_step`).
 DEFAULT_M_STEP = "newton"
 DEFAULT_MAX_ITER = 1000
-#: Relative log-likelihood change; with ``|loglik| ~ N log p`` this is an absolute change of
-#: about ``1e-10 * log p`` nats per observation. [measured] 1e-8 stopped EM (linear rate ~0.95
-#: per iteration near the optimum) 2-3 nats short of the optimum at N = 1e6, with an atom error
-#: 1.7x the optimum's; 1e-10 stops within ~0.05 nats.
-DEFAULT_TOL = 1e-10
+#: [chosen] The stop rule's threshold in nats (:func:`stationarity`: the log-likelihood one exact
+#: M-step from the current iterate is predicted to gain, ``g' H_c^{-1} g / 2``). Scale-free: a
+#: remaining gain of eps nats along the worst direction is ``sqrt(2 eps)`` standard errors of
+#: the complete-data problem, whatever N is; the observed-data remaining gain is at most
+#: ``eps / (1 - lambda)`` with lambda the largest fraction of missing information (EM's linear
+#: rate), so 1e-7 nats leaves the optimisation error below ``4.5e-4 / sqrt(1 - lambda)``
+#: standard errors (0.0045 at lambda = 0.99) at N = 1e3 and N = 1e10 alike. (The old rule, a
+#: relative change 1e-10 of ``|l| ~ N log p``, stopped a fixed *fraction* short: at N = 1e10,
+#: p = 2000, 55 nats short, the atoms 0.0006 from the optimum.)
+DEFAULT_TOL = 1e-7
 
 _MAX_HALVINGS = 30
 _NEWTON_MAX_ITER = 20
@@ -125,102 +148,6 @@ _NEWTON_RIDGE = 1e-8
 #: [chosen, measured] Above this many (identified) features the Newton M-step is matrix-free:
 #: conjugate gradients on Hessian-vector products, O(p L) each, instead of the O(p L^2) Hessian.
 _NEWTON_DENSE_MAX_FEATURES = 30
-
-
-@dataclass(frozen=True)
-class Design:
-    """The design in the coordinates EM works in, prepared once per fit.
-
-    EM runs on working features ``z_j = B' (x_j - xbar)`` (rank r = L - n_unidentified) with
-    working atoms ``theta'`` such that ``x_j' theta = z_j' theta' + const_k``, i.e.
-    ``theta = B theta'``: the likelihood is the same in both coordinates.
-
-    - ``whiten=True``: ``B = V Lambda^{-1/2}`` from the eigen-decomposition of the design
-      covariance on its range, so ``Cov(z) = I``. Newton's M-step is affine invariant (same
-      iterates); the gradient M-step becomes the paper's whitened step (a ``Sigma^{-1}``
-      preconditioned step in x coordinates).
-    - ``whiten=False``: ``B = V`` (orthonormal basis of the identified directions).
-
-    Either way the returned atoms ``B theta'`` have zero component along unidentified
-    directions.
-
-    Attributes
-    ----------
-    features : ndarray of shape (p, L)
-        The design as given (not copied).
-    transform : ndarray of shape (L, r)
-        B.
-    inverse : ndarray of shape (r, L)
-        A left inverse of B on its range: ``theta' = inverse @ theta`` (projects out the
-        unidentified directions).
-    working_t : ndarray of shape (r, p)
-        ``z'`` in C order: the only copy of the design EM touches (p r floats).
-    n_unidentified : int
-        L - r.
-    whitened : bool
-    """
-
-    features: np.ndarray
-    transform: np.ndarray
-    inverse: np.ndarray
-    working_t: np.ndarray
-    n_unidentified: int
-    whitened: bool
-
-    def to_working(self, params: SoftmaxMixtureParams) -> SoftmaxMixtureParams:
-        return SoftmaxMixtureParams(params.weights, params.atoms @ self.inverse.T)
-
-    def from_working(self, params: SoftmaxMixtureParams) -> SoftmaxMixtureParams:
-        return SoftmaxMixtureParams(params.weights, params.atoms @ self.transform.T)
-
-
-def prepare_design(
-    features: np.ndarray, *, whiten: bool = True, warn: bool = True, dtype: str = "float64"
-) -> Design:
-    """Check ``features`` for unidentified directions and build the working coordinates, once.
-
-    Cost O(p L^2) (one L x L covariance, computed in row blocks) and one (r, p) copy. Pass the
-    result to :func:`fit_em` in place of the raw features so restarts do not repeat it.
-
-    Raises
-    ------
-    ValueError
-        When no direction is identified (every column constant).
-
-    Warns
-    -----
-    SoftmixWarning
-        When some direction is unidentified (constant or collinear columns): atoms are then fit
-        in the identified subspace and returned with zero component along the others.
-    """
-    mean, values, vectors, null = design_spectrum(features)
-    r = int(null.sum())
-    if r == features.shape[1]:
-        raise ValueError(
-            f"features has no identified direction: every column is constant over the "
-            f"{features.shape[0]} alternatives, so the choice probabilities do not depend on "
-            "the atoms. Give features that vary across alternatives."
-        )
-    if r and warn:
-        constant = np.flatnonzero(np.ptp(features, axis=0) == 0)
-        detail = f" (constant column(s) {constant.tolist()})" if constant.size else ""
-        warnings.warn(
-            f"features has {r} unidentified direction(s){detail}: x_j' c is constant over the "
-            "alternatives for some c != 0, so atoms are only defined up to adding such c. "
-            "softmix fits in the identified subspace and returns atoms with zero component along "
-            "those directions. Drop constant/collinear columns to silence this warning.",
-            SoftmixWarning,
-            stacklevel=3,
-        )
-    basis = vectors[:, ~null]
-    scale = np.sqrt(values[~null]) if whiten else np.ones(basis.shape[1])
-    transform = basis / scale
-    inverse = (basis * scale).T
-    working_t = np.empty((basis.shape[1], features.shape[0]), dtype=np.dtype(dtype))
-    for start in range(0, features.shape[0], _CHUNK_ROWS):  # no (p, L) temporary
-        block = features[start : start + _CHUNK_ROWS] - mean
-        working_t[:, start : start + _CHUNK_ROWS] = (block @ transform).T
-    return Design(features, transform, inverse, working_t, r, bool(whiten))
 
 
 @dataclass
@@ -382,31 +309,42 @@ def component_objective(
     return value, target - xbar, -weighted_covariance(features_t.T, pi, xbar)
 
 
-def _newton_objective(features_t: np.ndarray, target: np.ndarray):
+def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None):
     """``component_objective`` for :func:`newton_maximize`, with the Hessian made definite.
 
     [chosen] ``-(Cov_pi(x) + _NEWTON_RIDGE I)`` (working coordinates are whitened, so I is the
     design's own scale): where the softmax concentrates on a few alternatives ``Cov_pi(x)`` is
     nearly singular and the step becomes a capped gradient step instead of an unbounded one.
-    The maximiser is unchanged (the objective and gradient are exact).
+    The maximiser is unchanged (the objective and gradient are exact). ``penalty`` (r,), when
+    given, adds ``-penalty . theta^2 / 2`` to the objective (the ``ridge`` prior, per
+    observation of the component: ``ridge * variances / c_k``) and to the Hessian.
     """
     length = features_t.shape[0]
     matrix_free = length > _NEWTON_DENSE_MAX_FEATURES
-    ridge = _NEWTON_RIDGE * np.eye(length)
+    diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
 
     def fun(theta: np.ndarray, order: int):
         if order == 0:
-            return component_objective(features_t, target, theta, 0)
+            value = component_objective(features_t, target, theta, 0)
+            return value if penalty is None else value - 0.5 * float(penalty @ theta**2)
         value, grad, hess = component_objective(features_t, target, theta, 2,
                                                 matrix_free=matrix_free)
+        if penalty is not None:
+            value = value - 0.5 * float(penalty @ theta**2)
+            grad = grad - penalty * theta
         if matrix_free:
             op = hess
             return value, grad, LinearOperator(
-                op.shape, matvec=lambda v: op.matvec(v) - _NEWTON_RIDGE * np.ravel(v), dtype=float
+                op.shape, matvec=lambda v: op.matvec(v) - diag * np.ravel(v), dtype=float
             )
-        return value, grad, hess - ridge
+        return value, grad, hess - np.diag(np.broadcast_to(diag, (length,)))
 
     return fun
+
+
+#: [chosen] The Newton M-step's inner tolerance when ``tol=0`` (a fixed number of EM iterations),
+#: nats per component: below it a further inner step is meaningless (~1e-6 standard errors).
+_INNER_TOL_FLOOR = 1e-12
 
 
 def make_em_map(
@@ -416,8 +354,10 @@ def make_em_map(
     m_step: str = DEFAULT_M_STEP,
     step_size: float = 1.0,
     newton_max_iter: int = _NEWTON_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    ridge: float = 0.0,
 ) -> Callable[[SoftmaxMixtureParams], tuple[SoftmaxMixtureParams, float]]:
-    """The EM map ``params -> (next_params, log_likelihood(params))`` for :func:`run_em`.
+    """The EM map ``params -> (next_params, objective(params))`` for :func:`run_em`.
 
     Parameters
     ----------
@@ -432,23 +372,48 @@ def make_em_map(
         eta of the gradient M-step (ignored by Newton).
     newton_max_iter : int
         Newton iterations per component and EM iteration (``m_step="newton"``).
+    tol : float
+        The EM stop tolerance in nats (:data:`DEFAULT_TOL`): the Newton M-step stops a
+        component when its predicted remaining gain ``c_k decrement / 2`` is below
+        ``tol / (10 K)`` nats (absolute, so the same at any N; 1e-12 nats when ``tol=0``).
+    ridge : float
+        Penalty ``ridge / 2 * sum_k Var_j(x_j' theta_k)`` on the atoms (0: maximum likelihood);
+        the objective is then the penalised log-likelihood (see :func:`fit_em`).
+
+    Returns
+    -------
+    callable
+        The EM map. It carries ``em_map.stationarity(params, exact) -> float``, the hook
+        :func:`softmix.core.em.run_em` takes (see :func:`stationarity`), which reuses the
+        E-step and M-step just done at ``params``.
 
     Notes
     -----
-    The map keeps two pieces of state, invisible to the caller: the scores
-    ``atoms @ features_t`` of the last gradient step (reused
-    by the next E-step when it is called with those very parameters) and the set of components
+    The map keeps some state, invisible to the caller: the scores ``atoms @ features_t`` of the
+    last gradient step (reused by the next E-step when it is called with those very
+    parameters), the stationarity by-products of the last call, and the set of components
     already reported empty (one warning per component and fit).
     """
     check_choice(m_step, "m_step", ("newton", "gradient"))  # "auto" is resolved by fit_em
     if isinstance(features, Design):
         features_t = features.working_t
+        variances = features.variances
     else:
         features_t = np.ascontiguousarray(np.asarray(features, dtype=float).T)
+        variances = features_t.var(axis=1)
     counts = np.asarray(counts, dtype=float)
     n_total = float(counts.sum())
     cache: dict = {}
     warned: set[int] = set()
+    state: dict = {}
+
+    def penalty_of(mass):
+        """Per-component penalty diagonal (K, r) in per-observation units, or None."""
+        if ridge == 0.0:
+            return None
+        # a component with (numerically) no mass is held at 0 by the prior; 1e-100 keeps the
+        # per-observation penalty finite
+        return ridge * variances[None, :] / np.maximum(mass, 1e-100)[:, None]
 
     def em_map(params: SoftmaxMixtureParams) -> tuple[SoftmaxMixtureParams, float]:
         scores = cache.pop("scores", None) if cache.get("atoms") is params.atoms else None
@@ -469,40 +434,115 @@ def make_em_map(
         weights = mass / n_total
         targets = stats.weighted_sums / np.where(empty, 1.0, mass)[:, None]  # (K, L): m_k
         atoms = params.atoms
-        # q_k(theta_k) = theta_k' m_k - A(theta_k): the M-step objective at the current atoms
+        pen = penalty_of(mass)
+        # q_k(theta_k) = theta_k' m_k - A(theta_k) [- pen/2 theta^2]: the M-step objective now
         q_old = np.einsum("kl,kl->k", atoms, targets) - stats.log_partition
+        if pen is not None:
+            q_old = q_old - 0.5 * np.einsum("kl,kl->k", pen, atoms**2)
+        gains = np.zeros(params.n_components)
         if m_step == "gradient":
-            new_atoms, new_scores = _gradient_step(
-                features_t, atoms, targets, stats.mean_features, q_old, empty, step_size
+            new_atoms, new_scores, grads = _gradient_step(
+                features_t, atoms, targets, stats.mean_features, q_old, empty, step_size, pen,
+                variances,
             )
+            # cheap metric: the Hessian taken as c (Var(z) + pen), exact when Cov_pi(z) = Var(z)
+            curv = variances if pen is None else variances + pen
+            gains = 0.5 * mass * np.sum(grads**2 / curv, axis=1)
         else:
             new_atoms, new_scores = atoms.copy(), None
+            inner = tol / (10.0 * params.n_components) if tol > 0 else _INNER_TOL_FLOOR
             for k in np.flatnonzero(~empty):
                 res = newton_maximize(
-                    _newton_objective(features_t, targets[k]),
+                    _newton_objective(features_t, targets[k], None if pen is None else pen[k]),
                     atoms[k],
                     max_iter=newton_max_iter,
                     max_step=_NEWTON_MAX_STEP,
+                    tol=inner,
+                    weight=float(mass[k]),
                 )
                 new_atoms[k] = res.x
+                gains[k] = 0.5 * mass[k] * res.decrement0
         new = SoftmaxMixtureParams._from_em(weights, new_atoms)  # fresh arrays, owned here
         if new_scores is not None:
             cache["atoms"], cache["scores"] = new.atoms, new_scores
-        return new, stats.log_likelihood
+        state.clear()
+        state.update(at=params, mass=mass, targets=targets, gains=gains,
+                     exact=m_step == "newton")
+        value = stats.log_likelihood
+        if ridge:
+            value -= 0.5 * ridge * float(np.sum(variances * atoms**2))
+        return new, value
 
+    def stationarity(params: SoftmaxMixtureParams, exact: bool) -> float:
+        if state.get("at") is not params:
+            em_map(params)  # one E-step + M-step at params (only for the returned parameters)
+            if state.get("at") is not params:  # pragma: no cover - em_map always records it
+                return float("nan")
+        mass, targets, gains = state["mass"], state["targets"], state["gains"]
+        if exact and not state["exact"]:
+            pen = penalty_of(mass)
+            gains = np.zeros_like(gains)
+            for k in np.flatnonzero(mass > 0):
+                fun = _newton_objective(features_t, targets[k], None if pen is None else pen[k])
+                _, grad, hess = fun(np.asarray(params.atoms[k], dtype=float), 2)
+                gains[k] = 0.5 * mass[k] * max(float(grad @ newton_direction(grad, hess)), 0.0)
+            state.update(gains=gains, exact=True)
+        return _weight_gain(mass, params.weights, n_total) + float(np.sum(gains))
+
+    em_map.stationarity = stationarity  # type: ignore[attr-defined]
     return em_map
 
 
-def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step_size):
-    """Safeguarded ``theta_k += eta (m_k - xbar_k)``: halve eta for each k where Q_k would drop.
+def stationarity_of(em_map, params: SoftmaxMixtureParams) -> float:
+    """The exact stop-rule value (nats) of :func:`make_em_map`'s map at ``params``.
 
-    Returns the new atoms (K, L) and their scores ``atoms @ X'`` (K, p) for the next E-step.
+    ``sum_k (c_k - N alpha_k)^2 / (2 N alpha_k)`` (the weights' Newton decrement) plus
+    ``sum_k c_k g_k' (Cov_{pi(theta_k)}(z) + ridge terms)^{-1} g_k / 2`` with
+    ``g_k = m_k - xbar(theta_k)`` (the atoms' Newton decrements): the log-likelihood one exact
+    M-step from ``params`` is predicted to gain. Zero exactly at stationary points.
     """
-    direction = targets - mean_features  # (K, L)
-    direction[empty] = 0.0
+    return float(em_map.stationarity(params, True))
+
+
+def _weight_gain(mass: np.ndarray, weights: np.ndarray, n_total: float) -> float:
+    """The weights' Newton decrement ``sum_k (c_k - N alpha_k)^2 / (2 N alpha_k)`` (nats).
+
+    ``c - N alpha`` is the score of the weights (log-ratio coordinates) and ``N (diag(alpha) -
+    alpha alpha')`` their complete-data information, so this is ``g' H^{-1} g / 2``, the
+    second-order value of the exact gain ``sum_k c_k log(c_k / (N alpha_k))``. Unlike that sum
+    (whose first-order terms cancel only in exact arithmetic, leaving ~N * 1e-16 nats of
+    round-off), it has no cancellation: it is accurate down to zero at any N.
+    """
+    live = weights > 0
+    expected = n_total * weights[live]
+    return float(np.sum((mass[live] - expected) ** 2 / expected)) / 2.0
+
+
+def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
+                   variances=None):
+    """Safeguarded ``theta_k += eta g_k``: halve eta for each k where Q_k would drop.
+
+    ``g_k = m_k - xbar_k`` (minus ``pen_k * theta_k`` with a ridge). Returns the new atoms
+    (K, L), their scores ``atoms @ X'`` (K, p) for the next E-step, and ``g`` (K, L). With a
+    penalty the step is ``eta * Var(z) / (Var(z) + pen) * g`` (``variances`` required).
+    """
+    grad = targets - mean_features  # (K, L)
+    if pen is not None:
+        grad = grad - pen * atoms
+    grad[empty] = 0.0
+    # preconditioned by the penalty: the Hessian is ~ -(Var(z) + pen), so with a stiff penalty
+    # (a nearly empty component) a plain step would overshoot by orders of magnitude
+    direction = grad if pen is None else grad * (variances / (variances + pen))
+
+    def q_of(new, sc, idx):
+        value = np.einsum("kl,kl->k", new, targets[idx]) - _row_logsumexp(sc)
+        if pen is not None:
+            value = value - 0.5 * np.einsum("kl,kl->k", pen[idx], new**2)
+        return value
+
     new_atoms = atoms + step_size * direction
     scores = _dot(new_atoms, features_t)
-    q_new = np.einsum("kl,kl->k", new_atoms, targets) - _row_logsumexp(scores)
+    q_new = q_of(new_atoms, scores, slice(None))
     bad = ~(q_new >= q_old) & ~empty
     eta = step_size
     for _ in range(_MAX_HALVINGS):
@@ -512,15 +552,13 @@ def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx] + eta * direction[idx]
         scores[idx] = _dot(new_atoms[idx], features_t)
-        q_new[idx] = np.einsum("kl,kl->k", new_atoms[idx], targets[idx]) - _row_logsumexp(
-            scores[idx]
-        )
+        q_new[idx] = q_of(new_atoms[idx], scores[idx], idx)
         bad[idx] = ~(q_new[idx] >= q_old[idx])
     if np.any(bad):  # no ascent found along the gradient: keep those atoms (Q_k unchanged)
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx]
         scores[idx] = _dot(atoms[idx], features_t)
-    return new_atoms, scores
+    return new_atoms, scores, grad
 
 
 def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
@@ -585,6 +623,7 @@ def fit_em(
     accelerate: str | None = None,
     dtype: str = "float64",
     warn: bool = True,
+    ridge: float = 0.0,
 ) -> FitResult:
     """Fit a softmax mixture by EM from ``params0`` (through :func:`softmix.core.em.run_em`).
 
@@ -606,7 +645,12 @@ def fit_em(
     max_iter : int
         Maximum EM iterations.
     tol : float
-        Stop when the relative log-likelihood change is ``<= tol``; 0 runs ``max_iter``.
+        Stop when the log-likelihood one exact M-step from the current iterate is predicted to
+        gain is ``<= tol`` **nats** (:func:`stationarity_of`, recorded in
+        ``result.criterion_value``; see :data:`DEFAULT_TOL` for what 1e-7 means): scale-free,
+        the same guarantee at any N. ``0`` runs exactly ``max_iter`` iterations. Floored at
+        ``1e-15 N`` nats (float64's precision; ``result.extra["tol_used"]``), which binds only
+        above N ~ 1e8 at the default.
     param_tol : float
         Also stop when no working atom moves more than this (Euclidean norm, in the whitened
         coordinates when ``whiten``); 0 disables.
@@ -632,18 +676,45 @@ def fit_em(
         and the products' memory traffic; the optimum it reaches agreed with float64's to
         ~2e-8 (relative log-likelihood) in ``tests/test_accelerate.py``, with ~1.5x more
         iterations at tight ``tol``. The driver's decrease check is off for float32 (round-off
-        can exceed its 1e-9 threshold). Ignored when ``features`` is a :class:`Design` (its own
+        can exceed its 1e-9 threshold), and the stop tolerance is floored at ``1e-8 N`` nats
+        instead of float64's ``1e-15 N`` (the criterion cannot get below the products'
+        precision; the tolerance used is ``result.extra["tol_used"]``). Ignored when ``features`` is a :class:`Design` (its own
         dtype is used).
     warn : bool
         Emit convergence warnings (and the unidentified-design warning for raw features).
+    ridge : float
+        [default 0: maximum likelihood] Penalty ``ridge / 2 * sum_k Var_j(x_j' theta_k)``:
+        a Gaussian prior on each class's utilities over the alternatives, scale-free (rescaling
+        a column does not change it) and worth a fixed number of nats whatever N is, so its
+        influence vanishes as N grows. EM then maximises the penalised log-likelihood
+        (``history`` and ``objective``; the plain log-likelihood of the result is in
+        ``extra["log_likelihood"]``). Use it when the MLE does not exist (the counts lie on a
+        face of the design's convex hull, see Warns); e.g. ``ridge=1`` is a unit prior on the
+        utilities' spread.
 
     Returns
     -------
     FitResult
         ``params`` a :class:`SoftmaxMixtureParams`; ``history`` the log-likelihood per iteration.
 
+    Warns
+    -----
+    SoftmixWarning
+        When the maximum-likelihood estimate does not exist (every chosen alternative lies on a
+        proper face of the convex hull of the design, :func:`~softmix.softmax_mixture.design.
+        face_direction`): the atoms diverge along the reported direction, the result is
+        ``converged=False`` with ``stop_reason="no_mle"``; give ``ridge > 0``. Also when EM
+        stops at coincident atoms (a saddle) that perturbation cannot leave
+        (``stop_reason="saddle"``).
+
     Notes
     -----
+    Saddles: a stationary point where two non-empty components have the same atom (e.g. from a
+    start with identical atoms, which EM never separates) is not reported as converged: the
+    coincident atoms are split (+/- 0.1 whitened units along a random direction, fixed seed)
+    and EM continues with the remaining budget, up to 3 times; ``extra["saddle_escapes"]``
+    counts the splits and the history shows each jump.
+
     The observed log-likelihood ``sum_j n_j log sum_k alpha_k pi_j(theta_k)`` is non-decreasing
     for both M-steps (exact EM; generalised EM with a safeguarded step). Per-iteration cost is
     O(p L K) for the E-step and gradient M-step, plus O(p L^2) per Newton iteration and component
@@ -655,6 +726,7 @@ def fit_em(
     tol = check_float(tol, "tol", low=0.0)
     param_tol = check_float(param_tol, "param_tol", low=0.0)
     newton_max_iter = check_int(newton_max_iter, "newton_max_iter", low=1)
+    ridge = check_float(ridge, "ridge", low=0.0)
     if isinstance(features, Design):
         design = features
     else:
@@ -677,35 +749,144 @@ def fit_em(
     requested, auto_info = m_step, {}
     if m_step == "auto":
         m_step, auto_info = select_m_step(design, start)
+    # [measured] the criterion cannot go below the precision of the arithmetic: it stalled at
+    # ~3e-17 N nats in float64 (N = 2e5 and 1e10) and 3e-10 N to 1e-8 N with float32 products
+    # (their ~1e-4 whitened-unit error in m_k - xbar_k); floor the tolerance there
+    floor = _PRECISION_FLOOR[work_t.dtype.name] * float(counts.sum())
+    tol_stop = max(tol, floor) if tol > 0 else 0.0
     em_map = make_em_map(
-        design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter
+        design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter,
+        tol=tol_stop, ridge=ridge,
     )
     user_callback = None
     if callback is not None:
         def user_callback(it, params, value):
             return callback(it, design.from_working(params), value)
 
-    result = run_em(
-        start,
-        em_map,
-        lambda prm: log_likelihood(work_t.T, counts, prm),
-        max_iter=max_iter,
-        tol=tol,
-        param_tol=param_tol,
-        param_distance=_max_atom_change,
-        monotone=work_t.dtype == np.float64,
-        callback=user_callback,
-        init_method=init_method,
-        name=f"softmax-mixture EM (m_step={m_step!r})",
-        warn=warn,
-        accelerate=accelerate,
-        to_vector=params_to_vector,
-        from_vector=lambda v: params_from_vector(v, *start.atoms.shape),
-    )
+    def penalised(prm):
+        value = log_likelihood(work_t.T, counts, prm)
+        if ridge:
+            value -= 0.5 * ridge * float(np.sum(design.variances * prm.atoms**2))
+        return value
+
+    name = f"softmax-mixture EM (m_step={m_step!r})"
+
+    def run(from_params, budget, warn_run):
+        return run_em(
+            from_params,
+            em_map,
+            penalised,
+            max_iter=budget,
+            tol=tol_stop,
+            param_tol=param_tol,
+            param_distance=_max_atom_change,
+            monotone=work_t.dtype == np.float64,
+            callback=user_callback,
+            init_method=init_method,
+            name=name,
+            warn=warn_run,
+            accelerate=accelerate,
+            to_vector=params_to_vector,
+            from_vector=lambda v: params_from_vector(v, *start.atoms.shape),
+            stationarity=em_map.stationarity,
+            criterion="newton_decrement",
+        )
+
+    result = run(start, max_iter, warn)
+    result = _escape_saddles(result, run, design, max_iter, tol, warn, name)
+    face = face_direction(design, counts) if max_iter > 0 and ridge == 0 else None
+    if face is not None:
+        if result.stop_reason in ("tol", "param_tol", "saddle"):
+            result.stop_reason, result.converged = "no_mle", False
+        if warn:
+            warnings.warn(
+                "the maximum-likelihood estimate does not exist: every chosen alternative (counts "
+                "> 0) lies on a face of the convex hull of the features, the alternatives that "
+                f"maximise x'c for c = {np.array2string(face, precision=3)}; moving every atom "
+                "along c raises the likelihood without end, so the atoms diverge and the "
+                "returned atoms are arbitrary (converged=False, stop_reason='no_mle'). Give "
+                "ridge > 0 (a prior on the atoms, e.g. ridge=1) for a finite penalised estimate, "
+                "or collect choices off that face.",
+                SoftmixWarning,
+                stacklevel=2,
+            )
     # the start itself when no iteration ran (no round trip through the working coordinates)
     result.params = params0 if result.params is start else design.from_working(result.params)
     result.extra["m_step"] = m_step
     result.extra["m_step_requested"] = requested
     result.extra.update(auto_info)
     result.extra["n_unidentified"] = design.n_unidentified
+    result.extra["ridge"] = ridge
+    result.extra["tol_used"] = tol_stop
+    result.extra["log_likelihood"] = (
+        result.objective if not ridge else log_likelihood(design.features, counts, result.params)
+    )
+    return result
+
+
+#: [chosen] Atoms closer than this (whitened units, relative to 1 + their norm) are coincident.
+_COINCIDENT_RTOL = 1e-6
+#: [chosen] Half-distance of the split of coincident atoms (whitened units: a tenth of the
+#: design's spread), and how many splits are tried.
+_SADDLE_SPLIT = 0.1
+_SADDLE_TRIES = 3
+#: [measured, see fit_em] Per-observation floor of the stop tolerance (nats): the precision the
+#: criterion reaches with float64 (1e-15 N: ~30x above the 3e-17 N where it stalls; atoms are
+#: then located to ~sqrt(2e-15) = 4.5e-8 whitened units, 0.0045 standard errors at N = 1e10) and
+#: with float32 products (1e-8 N).
+_PRECISION_FLOOR = {"float64": 1e-15, "float32": 1e-8}
+
+
+def coincident_pairs(params: SoftmaxMixtureParams) -> list[tuple[int, int]]:
+    """Pairs ``(k, l)``, ``k < l``, of non-empty components with (numerically) equal atoms.
+
+    In working (whitened, scale-free) coordinates: ``||theta_k - theta_l|| <= 1e-6 (1 +
+    max(||theta_k||, ||theta_l||))``.
+    """
+    atoms, live = np.asarray(params.atoms), np.asarray(params.weights) > 0
+    norms = np.linalg.norm(atoms, axis=1)
+    pairs = []
+    for k in range(atoms.shape[0]):
+        for j in range(k + 1, atoms.shape[0]):
+            close = np.linalg.norm(atoms[k] - atoms[j]) <= _COINCIDENT_RTOL * (
+                1.0 + max(norms[k], norms[j]))
+            if live[k] and live[j] and close:
+                pairs.append((k, j))
+    return pairs
+
+
+def _escape_saddles(result, run, design, max_iter, tol, warn, name):
+    """Split coincident atoms of a converged fit and continue (see :func:`fit_em` Notes)."""
+    escapes = 0
+    rng = np.random.default_rng(20240911)
+    while result.converged and coincident_pairs(result.params):
+        if escapes == _SADDLE_TRIES or result.n_iter >= max_iter:
+            result.converged, result.stop_reason = False, "saddle"
+            if warn:
+                warnings.warn(
+                    f"{name} stopped at a stationary point with coincident atoms "
+                    f"{coincident_pairs(result.params)} (a saddle of the {result.params.n_components}"
+                    f"-component likelihood) and {escapes} split(s) did not leave it; not "
+                    "converged. Use a start with distinct atoms (init='random', n_init > 1) or "
+                    "fewer components.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+            break
+        atoms = np.array(result.params.atoms)
+        for k, j in coincident_pairs(result.params):
+            u = rng.standard_normal(atoms.shape[1])
+            u *= _SADDLE_SPLIT / np.linalg.norm(u)
+            atoms[k] += u
+            atoms[j] -= u
+        escapes += 1
+        split = SoftmaxMixtureParams(result.params.weights, atoms)
+        nxt = run(split, max_iter - result.n_iter - 1, warn)
+        nxt.history = np.concatenate([result.history, nxt.history])
+        nxt.n_iter += result.n_iter + 1
+        nxt.n_decreases += result.n_decreases
+        nxt.seconds += result.seconds
+        nxt.extra.update({k: v for k, v in result.extra.items() if k not in nxt.extra})
+        result = nxt
+    result.extra["saddle_escapes"] = escapes
     return result

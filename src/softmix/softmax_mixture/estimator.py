@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from softmix._validation import (
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
 from softmix.softmax_mixture import panel as _panel
+from softmix.exceptions import SoftmixWarning
 from softmix.softmax_mixture.em import (
     DEFAULT_MAX_ITER,
     DEFAULT_TOL,
@@ -73,8 +75,12 @@ class SoftmaxMixture:
         eta of the gradient M-step.
     max_iter : int, default=1000
         EM iterations per run; 0 returns the initialisation.
-    tol : float, default=1e-10
-        Stop when the relative log-likelihood change is <= tol; 0 runs exactly ``max_iter``.
+    tol : float, default=1e-7
+        Stop when the log-likelihood one exact M-step would still gain is <= ``tol`` **nats**
+        (the scale-free criterion ``fit_result_.criterion = "newton_decrement"``, its final
+        value in ``fit_result_.criterion_value``): the fit is then about ``sqrt(2 tol)``
+        complete-data standard errors from the optimum at any N (see
+        :data:`softmix.softmax_mixture.em.DEFAULT_TOL`). 0 runs exactly ``max_iter``.
     accelerate : {"squarem", None}, default="squarem"
         ``"squarem"``: SQUAREM extrapolation of the EM map with a monotonicity fallback
         (:func:`softmix.core.em.run_em`); same optimum, reached sooner (measured in
@@ -91,6 +97,12 @@ class SoftmaxMixture:
         products per iteration; exponentials, sums, the log-likelihood and the M-step solves
         stay float64 (see :func:`softmix.softmax_mixture.em.fit_em`). float32 halves the
         design's memory; the optimum agrees with float64's to ~1e-7 (relative log-likelihood).
+    ridge : float, default=0.0
+        Penalty ``ridge / 2 * sum_k Var_j(x_j' theta_k)`` on the atoms (a Gaussian prior on
+        each class's utilities; scale-free, a fixed number of nats whatever N). 0 is maximum
+        likelihood. Use it when the MLE does not exist (a warning says so: the chosen
+        alternatives lie on a face of the convex hull of the features, and the atoms would
+        diverge). ``log_likelihood_`` stays the plain log-likelihood.
     random_state : None, int or numpy.random.Generator
         Seeds the initialisations (an int gives the same fit every time).
     callback : callable, optional
@@ -130,6 +142,12 @@ class SoftmaxMixture:
         Number of groups of a panel fit (None otherwise).
     group_ids_ : ndarray or None
         Sorted distinct ``groups`` labels of a fit with ``groups`` (row order of the panel).
+    n_parameters_ : int
+        Identified free parameters, what :meth:`bic` / :meth:`aic` count:
+        ``min(K - 1 + K (L - r), p - 1)`` (r = ``n_unidentified_``); see
+        :func:`softmix.softmax_mixture.model.n_parameters`. When ``K - 1 + K (L - r) > p - 1``
+        the model is over-parametrised (different parameters give the same distribution over
+        the p alternatives) and ``fit`` warns.
 
     Notes
     -----
@@ -165,6 +183,7 @@ class SoftmaxMixture:
         accelerate: str | None = "squarem",
         newton_max_iter: int = 1,
         dtype: str = "float64",
+        ridge: float = 0.0,
         random_state: None | int | np.random.Generator = None,
         callback: Callable[[int, SoftmaxMixtureParams, float], Any] | None = None,
     ) -> None:
@@ -178,6 +197,7 @@ class SoftmaxMixture:
         self.accelerate = accelerate
         self.newton_max_iter = newton_max_iter
         self.dtype = dtype
+        self.ridge = ridge
         self.random_state = random_state
         self.callback = callback
 
@@ -247,6 +267,7 @@ class SoftmaxMixture:
             "accelerate": self._check_accelerate(),
             "newton_max_iter": check_int(self.newton_max_iter, "newton_max_iter", low=1),
             "dtype": self._check_dtype(),
+            "ridge": check_float(self.ridge, "ridge", low=0.0),
         }
 
     def _check_dtype(self) -> str:
@@ -301,6 +322,20 @@ class SoftmaxMixture:
         hp = self._check_hyperparameters(features.shape[0])
         design = prepare_design(features, dtype=hp["dtype"])  # warns once about unidentified directions
         rng = check_random_state(self.random_state)
+        identified, nominal = self._count(features.shape[0], features.shape[1],
+                                          hp["n_components"], design.n_unidentified)
+        if nominal > identified:
+            warnings.warn(
+                f"SoftmaxMixture is over-parametrised: {nominal} free parameters "
+                f"(K - 1 + K L = {nominal} for K={hp['n_components']}, "
+                f"L={features.shape[1] - design.n_unidentified} identified directions) but the "
+                f"model is a distribution over p={features.shape[0]} alternatives, which has "
+                f"only p - 1 = {identified}: different parameters give the same likelihood, so "
+                "weights_ and atoms_ are not identified (another seed gives other values). BIC "
+                f"and AIC count {identified}. Use fewer components or fewer features.",
+                SoftmixWarning,
+                stacklevel=2,
+            )
 
         def fit_one(child: np.random.Generator) -> FitResult:
             params0, name = resolve_init(self.init, features, n, hp["n_components"], child)
@@ -308,7 +343,7 @@ class SoftmaxMixture:
                 design, n, params0, m_step=hp["m_step"], step_size=hp["step_size"],
                 max_iter=hp["max_iter"], tol=hp["tol"], callback=self.callback,
                 init_method=name, accelerate=hp["accelerate"],
-                newton_max_iter=hp["newton_max_iter"],
+                newton_max_iter=hp["newton_max_iter"], ridge=hp["ridge"],
             )
 
         result = fit_with_restarts(fit_one, hp["n_init"], rng)
@@ -318,7 +353,7 @@ class SoftmaxMixture:
         self.params_ = result.params
         self.weights_ = np.array(result.params.weights)
         self.atoms_ = np.array(result.params.atoms)
-        self.log_likelihood_ = float(result.objective)
+        self.log_likelihood_ = float(result.extra.get("log_likelihood", result.objective))
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.stop_reason_ = result.stop_reason
@@ -330,6 +365,7 @@ class SoftmaxMixture:
         self.n_unidentified_ = design.n_unidentified
         self.n_features_in_ = features.shape[1]
         self.membership_coef_, self.n_groups_, self.group_ids_ = None, None, None
+        self.n_parameters_ = identified
         return self
 
     # -- fitted-model methods ----------------------------------------------------------------
@@ -396,11 +432,22 @@ class SoftmaxMixture:
         n = to_counts(x, choices, counts)
         return log_likelihood(x, n, self.params_) / n.sum()
 
+    @staticmethod
+    def _count(p: int, length: int, k: int, r: int) -> tuple[int, int]:
+        """(identified, nominal) parameter counts (see ``n_parameters_``)."""
+        nominal = k - 1 + k * (length - r)
+        return min(nominal, p - 1), nominal
+
     def _n_parameters(self) -> int:
-        k, length = self.atoms_.shape
-        coef = getattr(self, "membership_coef_", None)  # (k - 1)(q + 1) with covariates
-        n_membership = k - 1 if coef is None else (k - 1) * coef.shape[1]
-        return n_membership + k * (length - self.n_unidentified_)
+        check_fitted(self)
+        if self.n_groups_ is not None or self.membership_coef_ is not None:
+            # panels / covariates: the p - 1 cap of one multinomial does not apply (a group's
+            # count vector carries more), so every membership and atom parameter counts
+            k, length = self.atoms_.shape
+            coef = self.membership_coef_
+            n_membership = k - 1 if coef is None else (k - 1) * coef.shape[1]
+            return n_membership + k * (length - self.n_unidentified_)
+        return self.n_parameters_
 
     def _total_loglik(self, features, choices, counts, groups=None,
                       covariates=None) -> tuple[float, float]:
@@ -421,7 +468,8 @@ class SoftmaxMixture:
         """Bayesian information criterion ``-2 loglik + n_params log N`` (lower is better).
 
         With no argument, on the training data; otherwise on ``(features, choices | counts)``.
-        ``n_params = K - 1 + K (L - r)``, r the number of unidentified directions.
+        ``n_params = n_parameters_ = min(K - 1 + K (L - r), p - 1)``: the identified
+        parameters (r the number of unidentified directions, p the number of alternatives).
         """
         loglik, n = self._total_loglik(features, choices, counts, groups, covariates)
         return -2.0 * loglik + self._n_parameters() * math.log(n)

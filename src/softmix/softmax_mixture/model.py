@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from softmix._validation import check_array, check_int, check_random_state
+from softmix._validation import check_array, check_int, check_random_state, check_scale
 from softmix.core.special import log_softmax, logsumexp
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "log_likelihood",
     "log_mixture_probabilities",
     "log_responsibilities",
+    "n_parameters",
     "params_from_vector",
     "params_to_vector",
     "sample_choices",
@@ -57,9 +58,10 @@ MAX_SAMPLES = int(np.iinfo(np.int64).max)
 #: Tolerance on ``|sum(weights) - 1|`` accepted by :class:`SoftmaxMixtureParams`.
 SIMPLEX_ATOL = 1e-8
 
-#: [chosen] A direction ``c`` (unit norm) is called unidentified when the variance of ``x_j' c``
-#: over the p alternatives is below ``UNIDENTIFIED_RTOL`` times the largest such variance, i.e.
-#: the centred design has a singular value below ``sqrt(1e-10) = 1e-5`` times its largest.
+#: [chosen] A direction is called unidentified when the design's *correlation* matrix (columns
+#: standardised, so units do not matter) has an eigenvalue below ``UNIDENTIFIED_RTOL`` times its
+#: largest along it, i.e. the standardised design has a singular value below
+#: ``sqrt(1e-10) = 1e-5`` times its largest (columns collinear to 1 - R^2 ~ 1e-10).
 UNIDENTIFIED_RTOL = 1e-10
 
 #: Rows per block when forming L x L Gram matrices, so no (p, L) temporary is ever allocated.
@@ -157,20 +159,32 @@ class SoftmaxMixtureParams:
         return SoftmaxMixtureParams(self.weights[order], self.atoms[order])
 
     def n_free_parameters(self, features: np.ndarray | None = None) -> int:
-        """Number of free parameters, for BIC/AIC.
+        """Number of identified free parameters, for BIC/AIC.
 
         ``K - 1`` weights plus ``K * (L - r)`` atom coordinates, where ``r`` is the number of
-        unidentified directions of ``features`` (0 when ``features`` is None).
+        unidentified directions of ``features`` (0 when ``features`` is None), but never more
+        than ``p - 1``: the model is a distribution over the p alternatives, which has only
+        ``p - 1`` free probabilities, so beyond that count the parameters are not identified
+        (e.g. p = 3, L = 2, K = 2: 5 parameters, at most 2 identified; see
+        :func:`n_parameters`).
+
+        Parameters
+        ----------
+        features : ndarray of shape (p, L), optional
+            The design; without it, the count ignores ``r`` and the ``p - 1`` cap.
         """
-        r = 0 if features is None else unidentified_directions(features).shape[1]
-        return self.n_components - 1 + self.n_components * (self.n_features - r)
+        if features is None:
+            return self.n_components - 1 + self.n_components * self.n_features
+        return n_parameters(np.asarray(features, dtype=float), self.n_components)[0]
 
 
 # -- input checks at the public boundary (the estimator, fit_em, method_of_moments) --------
 
 
 def check_features(features: Any) -> np.ndarray:
-    """The design as a finite float (p, L) array with p >= 2 alternatives."""
+    """The design as a finite float (p, L) array with p >= 2 alternatives, of a magnitude whose
+    sums of squares over the alternatives do not overflow (:func:`softmix._validation.
+    check_scale`: a ValueError naming ``features`` asks to rescale it)."""
     features = check_array(features, "features", ndim=2)
     if features.shape[0] < 2:
         raise ValueError(
@@ -179,6 +193,7 @@ def check_features(features: Any) -> np.ndarray:
         )
     if features.shape[1] < 1:
         raise ValueError(f"features must have at least one column, got shape {features.shape}.")
+    check_scale(features, "features")
     return features
 
 
@@ -506,24 +521,62 @@ def weighted_covariance(
 
 def design_spectrum(
     features: np.ndarray, rtol: float = UNIDENTIFIED_RTOL
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and eigen-decomposition of the design covariance ``Sigma = Cov(x)`` over alternatives.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scale-free spectrum of the design: the eigen-decomposition of its *correlation* matrix.
+
+    Each column is centred and divided by its standard deviation over the alternatives
+    (``scale``); the eigenvalues of the resulting correlation matrix ``R = D^{-1} Sigma D^{-1}``
+    (``D = diag(scale)``) do not change when a column is rescaled, so which directions count as
+    unidentified does not depend on the units of the columns (the test on ``Sigma`` itself did:
+    a column with 1e-6 the spread of another was projected out). A column constant up to
+    round-off (range ``<= 1e3 * eps * max |x|`` of the column) is standardised to exactly zero,
+    so it is an exact null direction.
 
     Returns
     -------
     mean : ndarray of shape (L,)
+    scale : ndarray of shape (L,)
+        Standard deviation of each column (1 for a constant column).
     values : ndarray of shape (L,)
-        Eigenvalues of ``Sigma`` (ascending).
+        Eigenvalues of ``R`` (ascending; they sum to the number of non-constant columns).
     vectors : ndarray of shape (L, L)
-        Orthonormal eigenvectors (columns).
+        Orthonormal eigenvectors of ``R`` (columns), in standardised coordinates: the direction
+        ``v`` of ``R`` is the atom direction ``D^{-1} v`` of the design.
     null : ndarray of shape (L,), bool
         Eigenvalues ``<= rtol * largest``: the unidentified directions.
     """
     mean = features.mean(axis=0)
-    values, vectors = np.linalg.eigh(weighted_covariance(features, mean=mean) / features.shape[0])
+    magnitude = np.max(np.abs(features), axis=0)
+    constant = np.ptp(features, axis=0) <= 1e3 * np.finfo(float).eps * magnitude
+    cov = weighted_covariance(features, mean=mean) / features.shape[0]
+    scale = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    scale = np.where(constant | (scale == 0), 1.0, scale)
+    corr = cov / np.outer(scale, scale)
+    corr[constant, :] = 0.0
+    corr[:, constant] = 0.0
+    values, vectors = np.linalg.eigh(corr)
     top = max(float(values[-1]), 0.0)
     null = values <= rtol * top if top > 0 else np.ones(values.shape, dtype=bool)
-    return mean, values, vectors, null
+    return mean, scale, values, vectors, null
+
+
+def n_parameters(features: np.ndarray, n_components: int) -> tuple[int, int]:
+    """Identified and nominal parameter counts of a K-component mixture on ``features``.
+
+    Returns
+    -------
+    identified : int
+        ``min(K - 1 + K (L - r), p - 1)`` with ``r`` the unidentified directions of the design
+        (:func:`unidentified_directions`): what BIC/AIC count.
+    nominal : int
+        ``K - 1 + K (L - r)``; ``nominal > identified`` means the model is over-parametrised
+        (more parameters than the ``p - 1`` free choice probabilities: different parameters
+        give the same distribution, e.g. a different fit per seed at the same likelihood).
+    """
+    p, length = features.shape
+    r = unidentified_directions(features).shape[1]
+    nominal = n_components - 1 + n_components * (length - r)
+    return min(nominal, p - 1), nominal
 
 
 def unidentified_directions(features: np.ndarray, rtol: float = UNIDENTIFIED_RTOL) -> np.ndarray:
@@ -531,18 +584,22 @@ def unidentified_directions(features: np.ndarray, rtol: float = UNIDENTIFIED_RTO
 
     Adding such a ``c`` to an atom leaves every ``pi_j`` unchanged (softmax is shift-invariant),
     so the atoms are not identified along them: a constant column, or columns that are affine
-    combinations of each other, create them.
+    combinations of each other, create them. Decided on the scale-free correlation spectrum of
+    :func:`design_spectrum`, so rescaling a column never changes the answer.
 
     Parameters
     ----------
     features : ndarray of shape (p, L)
     rtol : float
-        Eigenvalues of the design covariance below ``rtol * largest`` count as zero.
+        Eigenvalues of the design's correlation matrix below ``rtol * largest`` count as zero.
 
     Returns
     -------
     ndarray of shape (L, r)
         ``r = 0`` (an (L, 0) array) for an identified design.
     """
-    _, _, vectors, null = design_spectrum(features, rtol)
-    return vectors[:, null]
+    _, scale, _, vectors, null = design_spectrum(features, rtol)
+    if not np.any(null):
+        return vectors[:, null]
+    q, _ = np.linalg.qr(vectors[:, null] / scale[:, None])
+    return q

@@ -616,6 +616,7 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
     est.group_ids_ = data.group_ids
     est.n_unidentified_ = design.n_unidentified
     est.n_features_in_ = features.shape[1]
+    est.n_parameters_ = est._n_parameters()
     return est
 
 
