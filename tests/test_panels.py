@@ -311,3 +311,17 @@ def test_panel_with_covariates_reaches_flexmix_loglik():
     assert r["ll_ours"] >= r["ll_flexmix"] - fp.RTOL * abs(r["ll_flexmix"])
     assert r["ll_ours"] - r["ll_flexmix"] < 1e-3  # the same optimum
     assert r["df_ours"] == r["df_flexmix"]
+
+
+@pytest.mark.parametrize("n_covariates", [0, 1])
+@pytest.mark.parametrize("scale", [1, 10_000])
+def test_panel_fit_stops_on_the_scale_free_criterion(n_covariates, scale):
+    """The panel fit uses the softmax mixture's stop rule in nats (issue 9 item 1): multiplying
+    every count by 1e4 still ends at a point whose predicted remaining gain is <= tol."""
+    d = make_panel_softmax_mixture(300, 4, 30, 2, 2, n_covariates=n_covariates, random_state=3)
+    counts = d.counts * scale
+    kw = {} if n_covariates == 0 else {"covariates": d.covariates}
+    m = SoftmaxMixture(2, random_state=0).fit(d.features, counts=counts, **kw)
+    res = m.fit_result_
+    assert m.converged_ and res.criterion == "newton_decrement"
+    assert 0.0 <= res.criterion_value <= res.extra["tol_used"]

@@ -19,8 +19,8 @@ from softmix._validation import (
 )
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
-from softmix.softmax_mixture import panel as _panel
 from softmix.exceptions import SoftmixWarning
+from softmix.softmax_mixture import panel as _panel
 from softmix.softmax_mixture.em import (
     DEFAULT_MAX_ITER,
     DEFAULT_TOL,

@@ -43,11 +43,13 @@ from softmix._validation import check_array, check_fitted, check_random_state
 from softmix.core.em import run_em
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
-from softmix.core.solvers import fit_multinomial_logistic, newton_maximize
+from softmix.core.solvers import fit_multinomial_logistic, newton_direction, newton_maximize
 from softmix.core.special import log_softmax, logsumexp
 from softmix.exceptions import DegenerateComponentWarning
 from softmix.softmax_mixture.em import (
+    _INNER_TOL_FLOOR,
     _NEWTON_MAX_STEP,
+    _PRECISION_FLOOR,
     Design,
     _dot,
     _gradient_step,
@@ -374,22 +376,32 @@ def _with_atoms(params, atoms: np.ndarray):
 
 
 def make_panel_em_map(design: Design, data: PanelData, *, m_step: str = "newton",
-                      step_size: float = 1.0, newton_max_iter: int = 1,
+                      step_size: float = 1.0, newton_max_iter: int = 1, tol: float = 0.0,
                       membership_max_iter: int = _MEMBERSHIP_MAX_ITER):
     """The panel EM map ``params -> (next_params, log_likelihood(params))`` on *working*
-    parameters (atoms in the whitened coordinates of ``design``), for :func:`run_em`."""
+    parameters (atoms in the whitened coordinates of ``design``), for :func:`run_em`.
+
+    The map carries ``em_map.stationarity(params, exact) -> nats``, the stop rule of
+    :func:`softmix.core.em.run_em` as in :func:`softmix.softmax_mixture.em.make_em_map`: the
+    atoms' Newton decrements on the effective counts ``R^T C`` plus the gain of the class-weight
+    (or membership) M-step, ``sum_g sum_k r_gk (log w_gk(new) - log w_gk(old))``, which the
+    closed-form weights (or the multinomial-logit solver run to convergence) achieve exactly.
+    ``tol`` (nats) sets the inner Newton tolerance, ``tol / (10 K)``.
+    """
     features_t = design.working_t  # (r, p)
+    variances = design.variances
     counts = data.counts
     n_groups = data.n_groups
     warned: set[int] = set()
+    state: dict = {}
 
     def em_map(params):
         atoms = params.atoms
         scores = _dot(atoms, features_t)  # (K, p), float64
         log_partition = _row_logsumexp(scores)
         log_pi = scores - log_partition[:, None]
-        joint = _group_log_joint(counts, log_pi,
-                                 membership_log_weights(params, data.covariates, n_groups))
+        log_w = membership_log_weights(params, data.covariates, n_groups)
+        joint = _group_log_joint(counts, log_pi, log_w)
         lse = logsumexp(joint, axis=1, keepdims=True)
         loglik = float(lse.sum())
         resp = np.exp(joint - lse)  # (G, K)
@@ -406,24 +418,51 @@ def make_panel_em_map(design: Design, data: PanelData, *, m_step: str = "newton"
                     DegenerateComponentWarning, stacklevel=4,
                 )
         targets = _dot(eff, features_t.T) / np.where(empty, 1.0, mass)[:, None]  # m_k
+        gains = np.zeros(params.n_components)
         if m_step == "gradient":
             pi = np.exp(log_pi)
             q_old = np.einsum("kl,kl->k", atoms, targets) - log_partition
-            new_atoms, _ = _gradient_step(features_t, atoms, targets, _dot(pi, features_t.T),
-                                          q_old, empty, step_size)
+            new_atoms, _, grads = _gradient_step(features_t, atoms, targets,
+                                                 _dot(pi, features_t.T), q_old, empty, step_size)
+            gains = 0.5 * mass * np.sum(grads**2 / variances, axis=1)  # cheap metric
         else:
             new_atoms = np.array(atoms)
+            inner = tol / (10.0 * params.n_components) if tol > 0 else _INNER_TOL_FLOOR
             for k in np.flatnonzero(~empty):
-                new_atoms[k] = newton_maximize(
+                res = newton_maximize(
                     _newton_objective(features_t, targets[k]), atoms[k],
-                    max_iter=newton_max_iter, max_step=_NEWTON_MAX_STEP).x
+                    max_iter=newton_max_iter, max_step=_NEWTON_MAX_STEP, tol=inner,
+                    weight=float(mass[k]))
+                new_atoms[k] = res.x
+                gains[k] = 0.5 * mass[k] * res.decrement0
         if isinstance(params, MembershipParams):
             coef = fit_multinomial_logistic(data.covariates, resp, None, params.coef,
                                             max_iter=membership_max_iter)
-            return MembershipParams(coef, new_atoms), loglik
-        weights = resp.sum(axis=0) / n_groups
-        return SoftmaxMixtureParams._from_em(weights, new_atoms), loglik
+            new = MembershipParams(coef, new_atoms)
+        else:
+            new = SoftmaxMixtureParams._from_em(resp.sum(axis=0) / n_groups, new_atoms)
+        new_log_w = membership_log_weights(new, data.covariates, n_groups)
+        with np.errstate(invalid="ignore"):  # a weight at 0 with no mass: 0 * -inf terms
+            weight_gain = float(np.nansum(resp * (new_log_w - log_w)))
+        state.clear()
+        state.update(at=params, mass=mass, targets=targets, gains=gains,
+                     weight_gain=max(weight_gain, 0.0), exact=m_step == "newton")
+        return new, loglik
 
+    def stationarity(params, exact: bool) -> float:
+        if state.get("at") is not params:
+            em_map(params)
+        mass, targets, gains = state["mass"], state["targets"], state["gains"]
+        if exact and not state["exact"]:
+            gains = np.zeros_like(gains)
+            for k in np.flatnonzero(mass > 0):
+                _, grad, hess = _newton_objective(features_t, targets[k])(
+                    np.asarray(params.atoms[k], dtype=float), 2)
+                gains[k] = 0.5 * mass[k] * max(float(grad @ newton_direction(grad, hess)), 0.0)
+            state.update(gains=gains, exact=True)
+        return state["weight_gain"] + float(np.sum(gains))
+
+    em_map.stationarity = stationarity  # type: ignore[attr-defined]
     return em_map
 
 
@@ -466,8 +505,10 @@ def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "new
         weights = (np.full(start.n_components, 1.0 / start.n_components)
                    if isinstance(start, MembershipParams) else start.weights)
         m_step, auto_info = select_m_step(design, SoftmaxMixtureParams(weights, start.atoms))
+    floor = _PRECISION_FLOOR[design.working_t.dtype.name] * float(data.n_choices)
+    tol_stop = max(tol, floor) if tol > 0 else 0.0
     em_map = make_panel_em_map(design, data, m_step=m_step, step_size=step_size,
-                               newton_max_iter=newton_max_iter)
+                               newton_max_iter=newton_max_iter, tol=tol_stop)
     work_x = design.working_t.T
 
     def user_callback(it, prm, value):
@@ -475,12 +516,14 @@ def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "new
 
     result = run_em(
         start, em_map, lambda prm: panel_log_likelihood(work_x, data, prm),
-        max_iter=max_iter, tol=tol, param_distance=_param_distance,
+        max_iter=max_iter, tol=tol_stop, param_distance=_param_distance,
         monotone=design.working_t.dtype == np.float64,
         callback=None if callback is None else user_callback, init_method=init_method,
         name=f"panel softmax-mixture EM (m_step={m_step!r})", warn=warn,
         accelerate=accelerate, to_vector=_to_vector, from_vector=_from_vector_fn(start),
+        stationarity=em_map.stationarity, criterion="newton_decrement",
     )
+    result.extra["tol_used"] = tol_stop
     result.params = (params0 if result.params is start
                      else _with_atoms(result.params, result.params.atoms @ design.transform.T))
     result.extra["m_step"] = m_step
