@@ -25,8 +25,6 @@ from softmix.softmax_mixture import (
 )
 from softmix.softmax_mixture.mom import method_of_moments
 
-SMM_TODO = "issue 9 SMM item 7 / MoE item 2, fixed on branch smm-trust/moe-trust"
-
 # --------------------------------------------------------------------------- data
 _SMM = datasets.make_softmax_mixture(2_000, 40, 2, 2, return_choices=False, random_state=0)
 F, N = _SMM.features, _SMM.counts
@@ -209,7 +207,7 @@ def test_smm_duplicated_and_constant_columns_warn_and_stay_finite():
 @pytest.mark.parametrize("scale", [
     1e-150, 1e-50, 1e50, 1e150,
     # base: NumPy's overflow in the design covariance, then "every column is constant"
-    pytest.param(1e160, marks=pytest.mark.xfail(strict=True, reason=SMM_TODO)),
+    1e160,
 ])
 def test_smm_extreme_scales(scale):
     """Tiny or huge features: a finite fit (possibly with a warning) or an error naming

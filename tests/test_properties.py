@@ -25,7 +25,6 @@ from softmix.softmax_mixture import SoftmaxMixtureParams
 SETTINGS = settings(max_examples=3, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2**16)
-TODO = "issue 9 SMM item 3 / MoE item 1, fixed on branch smm-trust/moe-trust"
 
 # ------------------------------------------------------------------ softmax mixture helpers
 
@@ -97,7 +96,6 @@ def test_smm_rescaling_a_column_rescales_the_atoms(seed, log_scale):
     np.testing.assert_allclose(base.atoms_[order], back, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=TODO)
 def test_smm_rescaling_a_column_by_1e6_keeps_it():
     """Base: a column with 1e-6 the spread of the other is projected out as 'unidentified'."""
     test_smm_rescaling_a_column_rescales_the_atoms.hypothesis.inner_test(seed=0, log_scale=-6.0)
