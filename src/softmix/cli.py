@@ -7,6 +7,8 @@ Commands::
     softmix list
     softmix fit smm --features F (--counts C | --choices C) -k K --out MODEL [options]
     softmix fit moe --data F -y COL [--x COLS] -k K --expert E --out MODEL [options]
+    softmix select smm --features F (--counts C | --choices C) -k 1-6 [--criterion C] [options]
+    softmix select moe --data F -y COL [--x COLS] -k 1-4 --expert E [options]
     softmix summary MODEL [data options]
     softmix predict MODEL [--data F] --out F
 
@@ -127,6 +129,34 @@ def _cmd_fit_moe(args: argparse.Namespace) -> int:
         progress=_progress(), **_hyper(args)))
 
 
+def _select_options(args: argparse.Namespace) -> dict:
+    from softmix.io.workflow import InputError, parse_grid
+
+    if args.folds < 2:
+        raise InputError(f"--folds {args.folds}: held-out selection needs at least 2 folds.")
+    return {"grid": parse_grid(args.k), "criterion": args.criterion, "n_init": args.n_init,
+            "n_folds": args.folds, "init": args.init, "max_iter": args.max_iter,
+            "tol": args.tol, "seed": args.seed, "out": args.out, "plot_dir": args.plot,
+            "progress": _progress()}
+
+
+def _cmd_select_smm(args: argparse.Namespace) -> int:
+    from softmix.io.workflow import select_smm_files
+
+    return _emit(args, select_smm_files(
+        args.features, counts=args.counts, choices=args.choices,
+        features_key=args.features_key, counts_key=args.counts_key, column=args.column,
+        dtype=args.dtype, **_select_options(args)))
+
+
+def _cmd_select_moe(args: argparse.Namespace) -> int:
+    from softmix.io.workflow import select_moe_files
+
+    return _emit(args, select_moe_files(
+        args.data, target=args.y, x=args.x, expert=args.expert, solver=args.solver,
+        key=args.key, **_select_options(args)))
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from softmix.io.workflow import summarize_file
 
@@ -199,6 +229,31 @@ def _add_fit_options(parser: argparse.ArgumentParser, inits) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_select_options(parser: argparse.ArgumentParser, inits) -> None:
+    from softmix.selection import CRITERIA
+
+    parser.add_argument("-k", required=True, metavar="GRID",
+                        help="the K to compare: a range 1-6 or a list 2,3,5")
+    parser.add_argument("--criterion", choices=CRITERIA, default="bic",
+                        help="what chooses K (default bic; heldout: cross-validated "
+                             "log-likelihood, one-standard-error rule)")
+    parser.add_argument("--n-init", type=_positive, default=1,
+                        help="single-start runs per K (default 1)")
+    parser.add_argument("--folds", type=_positive, default=5,
+                        help="folds of --criterion heldout (default 5, at least 2)")
+    parser.add_argument("--init", default="random", choices=inits)
+    parser.add_argument("--seed", type=_seed, default=0, help="random_state (default 0)")
+    parser.add_argument("--max-iter", type=_count, default=None,
+                        help="iterations per run (default: the estimator's)")
+    parser.add_argument("--tol", type=_tol, default=None,
+                        help="relative-change tolerance (default: the estimator's)")
+    parser.add_argument("--out", metavar="MODEL", default=None,
+                        help="write the best model to MODEL (read it with softmix.load)")
+    parser.add_argument("--plot", metavar="DIR", default=None,
+                        help="write the selection curve (selection.png) to DIR")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmix",
@@ -249,6 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
     moe.add_argument("--expert", choices=sorted(EXPERTS), default="gaussian")
     moe.add_argument("--solver", choices=sorted(SOLVERS), default="em")
     moe.set_defaults(func=_cmd_fit_moe)
+
+    sel = sub.add_parser("select", help="choose the number of components on your files")
+    family = sel.add_subparsers(dest="family", required=True)
+    smm = family.add_parser("smm", help="softmax mixture: features + counts or choices")
+    _add_smm_data(smm, required=True)
+    _add_select_options(smm, sorted(INITIALISERS))
+    smm.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                     help="working precision of the design (float32 halves its memory)")
+    smm.set_defaults(func=_cmd_select_smm)
+    moe = family.add_parser("moe", help="mixture of experts: a table with a response column")
+    _add_moe_data(moe, required=True)
+    _add_select_options(moe, list(MOE_INITS))
+    moe.add_argument("--expert", choices=sorted(EXPERTS), default="gaussian")
+    moe.add_argument("--solver", choices=sorted(SOLVERS), default="em")
+    moe.set_defaults(func=_cmd_select_moe)
 
     summ = sub.add_parser("summary", help="describe a saved model (on new data if given)")
     summ.add_argument("model", metavar="MODEL")

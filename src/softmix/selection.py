@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +175,7 @@ def select_n_components(
     n_init: int = 5,
     random_state: Any = None,
     n_folds: int = 5,
+    progress: Callable[[int, int], None] | None = None,
     **data_kwargs: Any,
 ) -> SelectionResult:
     """Fit ``estimator`` for every K in ``n_components`` and choose K by a criterion.
@@ -200,6 +201,9 @@ def select_n_components(
     random_state : None, int or Generator
     n_folds : int, default=5
         Folds of ``criterion="heldout"``.
+    progress : callable, optional
+        ``progress(done, total)`` called after each K of the grid (``done`` of ``len(grid)``),
+        e.g. :meth:`softmix.io.progress.Progress.steps`.
 
     Returns
     -------
@@ -243,7 +247,9 @@ def select_n_components(
     heldout_folds: dict[int, np.ndarray] = {}
     k_rngs = spawn(rng, len(grid))
     split_rng = spawn(rng, 1)[0]  # one split for every K: paired fold totals
-    for k, k_rng in zip(grid, k_rngs):
+    for done, (k, k_rng) in enumerate(zip(grid, k_rngs)):
+        if progress is not None:
+            progress(done, len(grid))
         run_rngs = spawn(k_rng, n_init + 1)
         lls, convs = np.full(n_init, np.nan), np.zeros(n_init, bool)
         models: list[Any] = []
@@ -303,6 +309,8 @@ def select_n_components(
             table["heldout"].append(float(np.sum(per_fold)))
         else:
             table["heldout"].append(np.nan)
+    if progress is not None:
+        progress(len(grid), len(grid))
     out = {c: np.asarray(v) for c, v in table.items()}
     score = out[criterion] if criterion != "heldout" else -out["heldout"]
     if np.all(np.isnan(score)):

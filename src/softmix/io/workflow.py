@@ -1,4 +1,4 @@
-"""The steps behind ``softmix fit``, ``softmix summary`` and ``softmix predict``.
+"""The steps behind ``softmix fit``, ``softmix select``, ``softmix summary`` and ``predict``.
 
 Each function reads the user's files (:mod:`softmix.io.readers`), runs the estimator, writes the
 outputs (a model file, a predictions table, figures) and returns a *report*: a JSON-ready dict
@@ -12,6 +12,7 @@ re-raised as an InputError prefixed with the files it came from.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -30,7 +31,10 @@ __all__ = [
     "MOE_INITS",
     "fit_moe_files",
     "fit_smm_files",
+    "parse_grid",
     "predict_files",
+    "select_moe_files",
+    "select_smm_files",
     "summarize_file",
 ]
 
@@ -413,6 +417,193 @@ def fit_moe_files(data: str | Path, *, target: str, n_experts: int, out: str | P
     }
     report["text"] = _fit_text(report)
     return report
+
+
+# ------------------------------------------------------------------------------------ select
+def parse_grid(text: str, option: str = "-k") -> list[int]:
+    """The grid of K of ``softmix select``: ``"1-6"`` (a range, ends included) or ``"2,3,5"``.
+
+    Raises
+    ------
+    InputError
+        Naming ``option`` and the accepted forms, for anything else (``"0-3"``, ``"4-2"``,
+        ``"a"``, a repeated K).
+    """
+    fix = f"give {option} as a range such as 1-6 or a list such as 2,3,5 (integers >= 1)"
+    text = str(text).strip()
+    try:
+        if "-" in text and "," not in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            grid = list(range(lo, hi + 1))
+            if lo > hi:
+                raise ValueError
+        else:
+            grid = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{option} {text!r}: {fix}.") from None
+    if not grid or min(grid) < 1 or len(set(grid)) != len(grid):
+        raise InputError(f"{option} {text!r}: {fix}, each K once.")
+    return sorted(grid)
+
+
+def _select(template: Any, grid: list[int], args: tuple, kwargs: dict, where: str, *,
+            criterion: str, n_init: int, seed: int | None, n_folds: int,
+            progress: Progress | None, label: str) -> tuple[Any, float, list[str]]:
+    """Run :func:`softmix.select_n_components` with a per-K progress and the warnings kept."""
+    from softmix.selection import select_n_components
+
+    progress = progress or Progress(enabled=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        try:
+            result = select_n_components(template, grid, *args, criterion=criterion,
+                                         n_init=n_init, random_state=seed, n_folds=n_folds,
+                                         progress=progress.steps(label), **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{where}: {exc}") from None
+        seconds = time.perf_counter() - t0
+    return result, seconds, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def _select_report(result: Any, grid: list[int], *, command: str, estimator: str,
+                   inputs: dict[str, Any], out: str | Path | None, metadata: dict[str, Any],
+                   plot_dir: str | Path | None, caught: list[str], seed: int | None,
+                   seconds: dict[str, float], t0: float) -> dict[str, Any]:
+    """Save the best fit, draw the selection curve, and build the report of a sweep."""
+    best = result.best_estimator_
+    t1 = time.perf_counter()
+    if out is not None:  # each run's random_state is a spawned Generator: not storable
+        stored = copy.copy(best)
+        stored.set_params(random_state=None)
+        metadata = {**metadata, "seed": seed}
+    path = None if out is None else str(stored.save(out, metadata=metadata))
+    seconds["save"] = time.perf_counter() - t1
+    crit = result.criterion
+
+    def curve(p):
+        from softmix.plotting import plot_selection
+
+        name = "held-out log-likelihood" if crit == "heldout" else crit.upper()
+        return plot_selection(result.table["n_components"], result.table[crit], p,
+                              criterion=name, chosen=result.best_n_components,
+                              lower_is_better=crit != "heldout")
+
+    t2 = time.perf_counter()
+    plots = _plots(plot_dir, {"selection.png": curve})
+    seconds["plot"] = time.perf_counter() - t2
+    seconds["total"] = time.perf_counter() - t0
+    table = {c: [_finite(v.item()) if isinstance(v, np.generic) else _finite(v) for v in col]
+             for c, col in result.table.items()}
+    report = {
+        "command": command,
+        "estimator": estimator,
+        "inputs": inputs,
+        "grid": grid,
+        "criterion": crit,
+        "n_init": int(result.table["n_init"][0]),
+        "table": table,
+        "best_n_components": int(result.best_n_components),
+        "log_likelihood": _finite(best.log_likelihood_),
+        "model": path,
+        "plots": plots,
+        "warnings": caught,
+        "seconds": seconds,
+    }
+    lines = [str(result), f"chosen K = {result.best_n_components} by {crit} over {grid}"]
+    if path is not None:
+        lines.append(f"best model written to {path}")
+    lines += [f"figure: {p}" for p in plots]
+    lines.append(f"seconds: read {seconds['read']:.2f}, select {seconds['select']:.2f}, total "
+                 f"{seconds['total']:.2f}")
+    report["text"] = "\n".join(lines)
+    return report
+
+
+def select_smm_files(features: str | Path, *, grid: Sequence[int],
+                     counts: str | Path | None = None, choices: str | Path | None = None,
+                     features_key: str | None = None, counts_key: str | None = None,
+                     column: str | None = None, criterion: str = "bic", n_init: int = 1,
+                     n_folds: int = 5, init: str = "random", max_iter: int | None = None,
+                     tol: float | None = None, dtype: str = "float64", seed: int | None = 0,
+                     out: str | Path | None = None, plot_dir: str | Path | None = None,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Choose K of a :class:`~softmix.SoftmaxMixture` on files (``softmix select smm``).
+
+    Reads the files as :func:`fit_smm_files` does, runs :func:`softmix.select_n_components`
+    over ``grid`` (``n_init`` single-start runs per K; ``criterion`` one of bic, aic, icl,
+    heldout with ``n_folds`` folds), saves the best estimator to ``out`` (optional) and writes
+    ``selection.png`` to ``plot_dir`` (optional).
+
+    Returns
+    -------
+    dict
+        The report: ``grid``, ``criterion``, ``table`` (columns as lists; None for NaN),
+        ``best_n_components``, ``model``, ``plots``, ``warnings``, ``seconds``, ``"text"``.
+    """
+    from softmix.softmax_mixture.estimator import SoftmaxMixture
+
+    _check_plot_extra(plot_dir)
+    grid = sorted(int(k) for k in grid)
+    t0 = time.perf_counter()
+    x, data, table = _read_smm(features, counts, choices, features_key=features_key,
+                               counts_key=counts_key, column=column)
+    t_read = time.perf_counter() - t0
+    options: dict[str, Any] = {k: v for k, v in (("max_iter", max_iter), ("tol", tol))
+                               if v is not None}
+    template = SoftmaxMixture(grid[0], init=init, n_init=n_init, dtype=dtype, **options)
+    where = ", ".join(str(f) for f in (features, counts, choices) if f is not None)
+    result, t_sel, caught = _select(template, grid, (x,), dict(data), where,
+                                    criterion=criterion, n_init=n_init, seed=seed,
+                                    n_folds=n_folds, progress=progress, label="select smm")
+    source = {"features": str(features), "features_columns": table.names}
+    source.update({k: str(v) for k, v in (("counts", counts), ("choices", choices))
+                   if v is not None})
+    meta = {"command": "select smm", **source,
+            "n_samples": int(result.best_estimator_.n_samples_)}
+    return _select_report(result, grid, command="select smm", estimator="SoftmaxMixture",
+                          inputs=source, out=out, metadata=meta, plot_dir=plot_dir,
+                          caught=caught, seed=seed, seconds={"read": t_read, "select": t_sel}, t0=t0)
+
+
+def select_moe_files(data: str | Path, *, target: str, grid: Sequence[int],
+                     x: str | Sequence[str] | None = None, expert: str = "gaussian",
+                     key: str | None = None, solver: str = "em", criterion: str = "bic",
+                     n_init: int = 1, n_folds: int = 5, init: str = "random",
+                     max_iter: int | None = None, tol: float | None = None,
+                     seed: int | None = 0, out: str | Path | None = None,
+                     plot_dir: str | Path | None = None,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Choose the number of experts of a :class:`~softmix.MixtureOfExperts` on a table
+    (``softmix select moe``).
+
+    Reads the table as :func:`fit_moe_files` does; otherwise as :func:`select_smm_files`.
+
+    Returns
+    -------
+    dict
+        The report, as :func:`select_smm_files`.
+    """
+    from softmix.moe.estimator import MixtureOfExperts
+
+    _check_plot_extra(plot_dir)
+    grid = sorted(int(k) for k in grid)
+    t0 = time.perf_counter()
+    table = read_table(data, key=key)
+    X, y, xcols = _moe_xy(table, target, _split_columns(x), expert)
+    t_read = time.perf_counter() - t0
+    options: dict[str, Any] = {k: v for k, v in (("max_iter", max_iter), ("tol", tol))
+                               if v is not None}
+    template = MixtureOfExperts(grid[0], expert=expert, solver=solver, init=init,
+                                n_init=n_init, **options)
+    result, t_sel, caught = _select(template, grid, (X, y), {}, str(data),
+                                    criterion=criterion, n_init=n_init, seed=seed,
+                                    n_folds=n_folds, progress=progress, label="select moe")
+    inputs = {"data": str(data), "target": target, "features": xcols}
+    meta = {"command": "select moe", **inputs, "n_samples": int(X.shape[0])}
+    return _select_report(result, grid, command="select moe", estimator="MixtureOfExperts",
+                          inputs=inputs, out=out, metadata=meta, plot_dir=plot_dir,
+                          caught=caught, seed=seed, seconds={"read": t_read, "select": t_sel}, t0=t0)
 
 
 # ------------------------------------------------------------------------------------ summary
