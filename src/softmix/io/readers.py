@@ -298,10 +298,11 @@ def _read_parquet(path: Path) -> Table:
     for name in table.column_names:
         chunked = table.column(name)
         if chunked.null_count:
-            mask = np.asarray(chunked.is_null().to_numpy(zero_copy_only=False))
+            # (np.asarray, not ChunkedArray.to_numpy: it takes no keywords before pyarrow 13)
+            mask = np.asarray(chunked.is_null())
             raise InputError(f"{path}: column {name!r} has a missing value (null) in data row "
                              f"{int(np.flatnonzero(mask)[0]) + 1}; fill or drop that row.")
-        values = np.asarray(chunked.to_numpy(zero_copy_only=False))
+        values = np.asarray(chunked)
         if values.dtype.kind == "O":
             try:
                 values = values.astype(str) if all(isinstance(v, str) for v in values) else values
