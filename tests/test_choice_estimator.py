@@ -216,8 +216,66 @@ def test_a_separable_membership_model_warns_and_ridge_fixes_it():
     d = make_latent_class_logit(200, 4, 4, 2, 2, n_covariates=1, random_state=22)
     with pytest.warns(SoftmixWarning, match="separable"):
         m = _fit(d, n_init=2, tol=1e-12)
-    assert m.fit_result_.criterion_value == np.inf
+    assert np.max(np.abs(m.membership_coef_)) > 100
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         r = _fit(d, n_init=2, tol=1e-12, ridge=1.0)
     assert np.max(np.abs(r.membership_coef_)) < 10
+
+
+# --- the stop rule in nats (complete-data Newton decrements, read off the M-step) ---------
+
+def test_membership_gain_is_the_newton_prediction_and_zero_at_the_maximiser():
+    from softmix.core.membership import membership_design, membership_mstep
+    from softmix.core.solvers import multinomial_logistic_objective
+
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(300, 2))
+    resp = rng.dirichlet([1.0, 1.0, 1.0], size=300)
+    best, gain0 = membership_mstep(Z, resp, np.zeros((3, 3)), tol=0.0, full_output=True)
+    _, at_best = membership_mstep(Z, resp, best, full_output=True)
+    assert at_best < 1e-12
+    design = membership_design(Z, 300)
+    start = best + np.vstack([0.02 * rng.normal(size=(2, 3)), np.zeros((1, 3))])
+    _, predicted = membership_mstep(Z, resp, start, full_output=True)
+    actual = (multinomial_logistic_objective(best, design, resp, order=0)
+              - multinomial_logistic_objective(start, design, resp, order=0))
+    assert predicted == pytest.approx(actual, rel=0.05)  # quadratic model, small step
+    # intercept only (closed form): the weights' Newton decrement
+    m, gain = membership_mstep(None, resp, np.zeros((3, 1)), full_output=True)
+    mass = resp.sum(axis=0)
+    assert gain == pytest.approx(np.sum((mass - 100.0) ** 2 / 100.0) / 2)
+
+
+def test_stop_rule_is_in_nats_and_reports_the_stationary_point():
+    d = make_latent_class_logit(300, 4, 4, 2, 2, n_covariates=1, random_state=9,
+                                coef=[[1.5, -1.0], [-1.0, 1.5]])
+    m = _fit(d, n_init=1, tol=1e-7)
+    r = m.fit_result_
+    assert r.converged and r.stop_reason == "tol"
+    assert r.criterion == "newton_decrement" and 0 <= r.criterion_value <= 1e-7
+    assert r.extra["tol_used"] == 1e-7
+    # the complete-data bound implies the observed-data one up to EM's rate: both tiny
+    assert r.extra["observed_newton_decrement"] < 1e-5
+    # a fit stopped early is not at the optimum, and says so
+    from softmix.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="nats"):
+        early = _fit(d, n_init=1, max_iter=2, tol=1e-7)
+    assert not early.converged_ and early.fit_result_.criterion_value > 1e-7
+
+
+def test_doubling_the_data_keeps_the_estimate():
+    """The stop rule means the same at 2N: doubling every group's weight gives the same
+    parameters (to the optimisation error the tolerance implies), not a fit stopped further
+    from the optimum."""
+    d = make_latent_class_logit(300, 4, 4, 2, 2, n_covariates=1, random_state=9,
+                                coef=[[1.5, -1.0], [-1.0, 1.5]])
+    kw = dict(groups=d.groups, covariates=d.covariates)
+    one = LatentClassLogit(2, random_state=0, tol=1e-9).fit(d.X, d.chosen, d.situations, **kw)
+    two = LatentClassLogit(2, random_state=0, tol=1e-9).fit(
+        d.X, d.chosen, d.situations, sample_weight=np.full(len(d.chosen), 2.0), **kw)
+    assert two.converged_ and one.converged_
+    assert two.log_likelihood_ == pytest.approx(2 * one.log_likelihood_, rel=1e-12)
+    assert np.allclose(two.coef_, one.coef_, atol=1e-5)
+    assert np.allclose(two.membership_coef_, one.membership_coef_, atol=1e-5)

@@ -23,7 +23,8 @@ from softmix.choice.model import (
     LatentClassLogitParams,
     class_log_probabilities,
     e_step,
-    em_map,
+    log_weights,
+    make_em_map,
     objective,
     params_from_responsibilities,
 )
@@ -35,6 +36,11 @@ from softmix.exceptions import DegenerateComponentWarning, SoftmixWarning
 __all__ = ["LatentClassLogit"]
 
 INITS = ("random",)
+#: The stop rule's floor per choice situation (nats): float64's precision, as for the softmax
+#: mixture (the criterion cannot get below the round-off of sums over the situations).
+_PRECISION_FLOOR = 1e-15
+#: Fitted class weights below this or above 1 minus it are "numerically 0 or 1" (R glm's eps).
+_SEPARATION_EPS = 10.0 * np.finfo(float).eps
 
 
 class LatentClassLogit:
@@ -60,9 +66,14 @@ class LatentClassLogit:
         value in ``fit_result_.all_objectives``). Must be 1 with a given start.
     max_iter : int, default=1000
         EM iterations per run; 0 returns the start.
-    tol : float, default=1e-10
-        The stop rule of :func:`softmix.core.em.run_em`: relative change of the objective
-        ``<= tol`` and not growing; 0 runs exactly ``max_iter`` iterations.
+    tol : float, default=1e-7
+        Stop when the (penalised) log-likelihood one exact M-step would still gain is
+        ``<= tol`` **nats** (the scale-free rule of :func:`softmix.core.em.run_em`:
+        ``fit_result_.criterion = "newton_decrement"``, the complete-data Newton decrements of
+        the classes' logits and the membership logit, read off the M-step; zero exactly at a
+        stationary point, the same at any number of groups). Floored at ``1e-15`` times the
+        number of choice situations (float64's precision; ``fit_result_.extra["tol_used"]``).
+        0 runs exactly ``max_iter`` iterations.
     ridge : float, default=0.0
         Penalty ``ridge / 2 (||beta||^2 + ||gamma_free||^2)`` on the class and membership
         coefficients (EM then maximises the penalised log-likelihood; ``history_`` records it).
@@ -70,7 +81,7 @@ class LatentClassLogit:
         alternative).
     newton_max_iter : int, default=20
         Damped-Newton iterations per class and EM iteration (warm-started; the solve stops
-        earlier at a Newton decrement of 1e-12 relative). Each iteration never lowers its part
+        earlier when its predicted remaining gain is below ``tol / (10 (K + 1))`` nats). Each iteration never lowers its part
         of the EM surrogate, so EM is monotone for any value (1 gives a generalised EM).
     accelerate : {None, "squarem"}, default="squarem"
         SQUAREM extrapolation of the EM map with a monotonicity fallback (see
@@ -97,12 +108,11 @@ class LatentClassLogit:
         Log-likelihood at ``params_`` on the training data (unpenalised).
     n_iter_, converged_, stop_reason_, history_, fit_result_
         As for every softmix estimator (one EM driver). ``fit_result_.criterion`` is
-        ``"newton_decrement"`` and ``criterion_value`` the Newton decrement
-        ``g' (-H)^{-1} g / 2`` of the observed log-likelihood at the optimum (analytic score and
-        Hessian, :mod:`softmix.choice.likelihood`): the gain in nats still available, scale-free
-        (``inf`` where ``-H`` is not positive definite). It is reported, not used to stop.
-        With ``ridge > 0`` (a penalised objective) it is not computed: ``criterion`` stays
-        ``"relative_change"`` and ``criterion_value`` NaN.
+        ``"newton_decrement"`` and ``criterion_value`` the stop rule's final value (see
+        ``tol``). ``fit_result_.extra["observed_newton_decrement"]`` is the Newton decrement
+        ``g' (-H)^{-1} g / 2`` of the observed log-likelihood at the returned parameters
+        (analytic score and Hessian, :mod:`softmix.choice.likelihood`; ``inf`` where ``-H`` is
+        not positive definite, with a warning; not computed with ``ridge > 0``).
     groups_ : ndarray of shape (n_groups,)
         Sorted group ids (the situation ids when no ``groups`` was given): the rows of
         :meth:`predict_proba` without arguments.
@@ -137,7 +147,7 @@ class LatentClassLogit:
         init: Any = "random",
         n_init: int = 1,
         max_iter: int = 1000,
-        tol: float = 1e-10,
+        tol: float = 1e-7,
         ridge: float = 0.0,
         newton_max_iter: int = 20,
         accelerate: str | None = "squarem",
@@ -279,8 +289,7 @@ class LatentClassLogit:
         rng = check_random_state(self.random_state)
         q, length = data.n_covariates, data.n_features
 
-        def emap(params):
-            return em_map(params, data, ridge=ridge, newton_max_iter=hp["newton_max_iter"])
+        tol_used = max(hp["tol"], _PRECISION_FLOOR * data.n_situations) if hp["tol"] > 0 else 0.0
 
         def fit_one(child: np.random.Generator) -> FitResult:
             if isinstance(self.init, str):
@@ -290,12 +299,17 @@ class LatentClassLogit:
                 name = "random"
             else:
                 params0, name = self._given_start(data, k, ridge), "given"
-            return run_em(
+            emap = make_em_map(data, ridge=ridge, newton_max_iter=hp["newton_max_iter"],
+                               tol=tol_used)
+            res = run_em(
                 params0, emap, lambda p: objective(p, data, ridge), max_iter=hp["max_iter"],
-                tol=hp["tol"], callback=self.callback, init_method=name,
+                tol=tol_used, callback=self.callback, init_method=name,
                 name="LatentClassLogit EM", accelerate=self.accelerate,
                 to_vector=lik.to_vector, from_vector=lambda v: lik.from_vector(v, k, length, q),
+                stationarity=emap.stationarity, criterion="newton_decrement",
             )
+            res.extra["tol_used"] = tol_used
+            return res
 
         result = fit_with_restarts(fit_one, hp["n_init"], rng)
         params = result.params
@@ -304,10 +318,11 @@ class LatentClassLogit:
             theta = lik.to_vector(params)
         except ValueError:
             pass
+        observed = float("nan")
         if theta is not None and ridge == 0.0:
-            result.criterion = "newton_decrement"
-            result.criterion_value = lik.newton_decrement(theta, data, k)
-        if result.criterion == "newton_decrement" and not np.isfinite(result.criterion_value):
+            observed = lik.newton_decrement(theta, data, k)
+            result.extra["observed_newton_decrement"] = observed
+        if observed == float("inf"):
             warnings.warn(
                 "LatentClassLogit: the observed information is singular at the returned "
                 "parameters (not a strict local maximum): a class may be (nearly) empty, two "
@@ -317,6 +332,21 @@ class LatentClassLogit:
                 SoftmixWarning, stacklevel=2,
             )
         log_resp, loglik, _ = e_step(params, data)
+        if ridge == 0.0 and data.Z is not None and k > 1:
+            # R glm's rule (as the mixture of experts' gate): fitted weights numerically 0 or 1
+            with np.errstate(under="ignore"):
+                w = np.exp(log_weights(params, data))
+            saturated = int(np.sum(np.any((w < _SEPARATION_EPS) | (w > 1 - _SEPARATION_EPS),
+                                          axis=1)))
+            if saturated:
+                warnings.warn(
+                    f"LatentClassLogit: the membership model is (quasi-)separable: {saturated} "
+                    "group(s) have fitted class weights numerically 0 or 1, so the maximum "
+                    "likelihood is at infinity and membership_coef_ (max |.| = "
+                    f"{np.max(np.abs(params.membership_coef)):.3g}) is wherever EM stopped. Use "
+                    "ridge > 0 (a finite penalised estimate), fewer classes or fewer covariates.",
+                    SoftmixWarning, stacklevel=2,
+                )
         mass = np.exp(log_resp).sum(axis=0)
         empty = np.flatnonzero(mass < 1e-8 * data.n_groups)
         if empty.size:
@@ -329,7 +359,6 @@ class LatentClassLogit:
         self.params_ = params
         self.coef_ = np.array(params.coef)
         self.membership_coef_ = np.array(params.membership_coef)
-        from softmix.choice.model import log_weights
 
         lw = np.exp(log_weights(params, data))
         self.weights_ = (lw.mean(axis=0) if data.group_weights is None
@@ -531,7 +560,6 @@ class LatentClassLogit:
             ``sum_k w_gk P(j | s, k)`` (prior class weights, not posteriors); with
             ``per_class=True`` shape (n_rows, n_classes): ``P(j | s, k)``.
         """
-        from softmix.choice.model import log_weights
 
         n_rows = np.asarray(X).shape[0]
         first = np.zeros(n_rows, dtype=int)
@@ -561,7 +589,6 @@ class LatentClassLogit:
         classes : ndarray of int, shape (n_groups,)
             The drawn class of each group (sorted group ids; situations without ``groups``).
         """
-        from softmix.choice.model import log_weights
 
         rng = check_random_state(random_state)
         n_rows = np.asarray(X).shape[0]

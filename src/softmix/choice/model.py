@@ -40,6 +40,7 @@ __all__ = [
     "em_map",
     "log_weights",
     "m_step",
+    "make_em_map",
     "objective",
     "penalty",
 ]
@@ -201,17 +202,24 @@ def conditional_logit_objective(beta: np.ndarray, data: ChoiceData, a: np.ndarra
 
 def m_step(params: LatentClassLogitParams, resp: np.ndarray, data: ChoiceData, *,
            ridge: float = 0.0, newton_max_iter: int = 20, tol: float = 1e-12,
-           ) -> LatentClassLogitParams:
+           absolute_tol: bool = False, full_output: bool = False):
     """Maximise the EM surrogate given group posteriors ``resp`` (G, K), warm-started at
     ``params``.
 
     Each class's conditional logit and the membership logit are improved by damped Newton with
     step-halving (never lowering their part of the surrogate), so EM is monotone even when the
     ``newton_max_iter`` budget cuts a solve short (a generalised EM).
+
+    ``absolute_tol=True`` makes ``tol`` the inner solves' remaining gain in nats (each one's
+    own share), instead of relative. ``full_output=True`` also returns ``gain``: the
+    surrogate's increase one Newton step from ``params`` predicts (nats), the sum over the
+    classes and the membership model of ``g' (-H)^{-1} g / 2``; zero exactly when ``params``
+    maximise the surrogate, i.e. (Fisher's identity) at a stationary point of the objective.
     """
     s = resp if data.group_weights is None else resp * data.group_weights[:, None]
     a = s[data.situation_group]  # (S, K)
     coef = np.empty_like(params.coef)
+    gain = 0.0
     for k in range(params.n_classes):
         ak = np.ascontiguousarray(a[:, k])
         if not np.any(ak > 0):
@@ -221,10 +229,57 @@ def m_step(params: LatentClassLogitParams, resp: np.ndarray, data: ChoiceData, *
         def fun(beta, order, ak=ak):
             return conditional_logit_objective(beta, data, ak, ridge, order)
 
-        coef[k] = newton_maximize(fun, params.coef[k], max_iter=newton_max_iter, tol=tol).x
-    gamma = membership_mstep(data.Z, resp, params.membership_coef, ridge=ridge,
-                             weights=data.group_weights, max_iter=newton_max_iter, tol=tol)
-    return LatentClassLogitParams(coef, gamma)
+        res = newton_maximize(fun, params.coef[k], max_iter=newton_max_iter, tol=tol,
+                              weight=1.0 if absolute_tol else None)
+        coef[k] = res.x
+        gain += 0.5 * float(res.decrement0)
+    gamma, membership_gain = membership_mstep(
+        data.Z, resp, params.membership_coef, ridge=ridge, weights=data.group_weights,
+        max_iter=newton_max_iter, tol=tol, absolute_tol=absolute_tol, full_output=True)
+    new = LatentClassLogitParams(coef, gamma)
+    return (new, gain + membership_gain) if full_output else new
+
+
+#: The inner Newton solves' floor in nats when the EM runs a fixed number of iterations
+#: (``tol=0``): below it a further inner step is meaningless.
+_INNER_TOL_FLOOR = 1e-12
+
+
+def make_em_map(data: ChoiceData, *, ridge: float = 0.0, newton_max_iter: int = 20,
+                tol: float = 1e-7):
+    """The EM map ``params -> (next_params, objective(params))`` for :func:`core.em.run_em`,
+    with its stop rule in nats.
+
+    The map carries ``em_map.stationarity(params, exact) -> float`` (the hook of
+    :func:`softmix.core.em.run_em`): the gain (nats) one exact M-step from ``params`` is
+    predicted to make, the sum of the complete-data Newton decrements of the classes'
+    conditional logits and of the membership logit (:func:`m_step` with ``full_output``). The
+    M-step is warm-started at ``params``, so its first Newton step is taken at ``params``
+    itself: the value is exact, read off the M-step just done (no extra pass). By Fisher's
+    identity it is zero exactly at stationary points of the (penalised) log-likelihood, and it
+    means the same at any number of groups. The inner solves stop when their predicted gain is
+    below ``tol / (10 (K + 1))`` nats, so EM cannot stall short of ``tol``.
+    """
+    state: dict = {}
+
+    def em_map(params: LatentClassLogitParams):
+        inner = tol / (10.0 * (params.n_classes + 1)) if tol > 0 else _INNER_TOL_FLOOR
+        log_resp, loglik, _ = e_step(params, data)
+        value = loglik - penalty(params, ridge)
+        new, gain = m_step(params, np.exp(log_resp), data, ridge=ridge,
+                           newton_max_iter=newton_max_iter, tol=inner, absolute_tol=True,
+                           full_output=True)
+        state.clear()
+        state.update(at=params, gain=gain)
+        return new, value
+
+    def stationarity(params: LatentClassLogitParams, exact: bool) -> float:
+        if state.get("at") is not params:
+            em_map(params)
+        return float(state["gain"])
+
+    em_map.stationarity = stationarity  # type: ignore[attr-defined]
+    return em_map
 
 
 def em_map(params: LatentClassLogitParams, data: ChoiceData, *, ridge: float = 0.0,

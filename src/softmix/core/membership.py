@@ -155,7 +155,9 @@ def membership_mstep(
     weights: np.ndarray | None = None,
     max_iter: int = 100,
     tol: float = 1e-12,
-) -> np.ndarray:
+    absolute_tol: bool = False,
+    full_output: bool = False,
+):
     """M-step of the class-membership model: weighted soft-label multinomial logit of ``resp``.
 
     Maximises ``sum_g s_g sum_k r_gk log w_gk(gamma) - ridge/2 ||gamma||^2`` over the free
@@ -179,11 +181,17 @@ def membership_mstep(
         Newton iterations and Newton-decrement tolerance (relative to ``max(1, |value|)``) of
         :func:`softmix.core.solvers.fit_multinomial_logistic`; its value never decreases from
         ``coef0``, so an EM using this M-step stays monotone even when cut short.
+    absolute_tol : bool, default=False
+        ``tol`` in nats (the predicted remaining gain) instead of relative.
+    full_output : bool, default=False
+        Also return ``gain``, the increase of the objective (nats) one Newton step from
+        ``coef0`` predicts, ``g' (-H)^{-1} g / 2``: zero exactly when ``coef0`` is the
+        M-step's maximiser (NaN without ``coef0``). An EM's stop rule in nats uses it.
 
     Returns
     -------
     coef : ndarray of shape (K, q + 1)
-        Column 0 the intercept, the last row zeros.
+        Column 0 the intercept, the last row zeros. ``(coef, gain)`` with ``full_output``.
 
     Notes
     -----
@@ -199,7 +207,21 @@ def membership_mstep(
         mass = resp.sum(axis=0) if weights is None else np.asarray(weights, float) @ resp
         with np.errstate(divide="ignore"):
             log_mass = np.log(mass)
-        return (log_mass - log_mass[-1])[:, None]
+        coef = (log_mass - log_mass[-1])[:, None]
+        if not full_output:
+            return coef
+        gain = float("nan")
+        if coef0 is not None:  # the weights' Newton decrement, sum (m - S w)^2 / (2 S w)
+            w0 = np.exp(log_softmax(np.asarray(coef0, dtype=float)[:, 0]))
+            live = w0 > 0
+            expected = float(mass.sum()) * w0[live]
+            gain = float(np.sum((mass[live] - expected) ** 2 / expected)) / 2.0
+        return coef, gain
     start = None if coef0 is None else np.asarray(coef0, dtype=float)
-    return fit_multinomial_logistic(design, resp, sample_weight=weights, coef0=start,
-                                    ridge=ridge, max_iter=max_iter, tol=tol)
+    out = fit_multinomial_logistic(design, resp, sample_weight=weights, coef0=start,
+                                   ridge=ridge, max_iter=max_iter, tol=tol,
+                                   absolute_tol=absolute_tol, full_output=full_output)
+    if not full_output:
+        return out
+    coef, res = out
+    return coef, (0.5 * float(res.decrement0) if start is not None else float("nan"))

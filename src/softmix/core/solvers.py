@@ -261,10 +261,13 @@ def _mlogit(coef, design, a, m, ridge, order):
     return value, grad, hess
 
 
-def _maximize(fun, x0: np.ndarray, method: str, max_iter: int, tol: float) -> NewtonResult:
-    """Newton (default) or L-BFGS (for problems too large for a dense Hessian) on ``fun``."""
+def _maximize(fun, x0: np.ndarray, method: str, max_iter: int, tol: float,
+              weight: float | None = None) -> NewtonResult:
+    """Newton (default) or L-BFGS (for problems too large for a dense Hessian) on ``fun``.
+
+    ``weight`` makes Newton's ``tol`` absolute (see :func:`newton_maximize`)."""
     if method == "newton":
-        return newton_maximize(fun, x0, max_iter=max_iter, tol=tol)
+        return newton_maximize(fun, x0, max_iter=max_iter, tol=tol, weight=weight)
     if method == "lbfgs":
         from scipy import optimize
 
@@ -294,6 +297,7 @@ def fit_multinomial_logistic(
     tol: float = 1e-10,
     method: str = "newton",
     full_output: bool = False,
+    absolute_tol: bool = False,
 ):
     """Weighted multinomial logistic regression with soft labels (last class fixed at 0).
 
@@ -319,7 +323,12 @@ def fit_multinomial_logistic(
     method : {"newton", "lbfgs"}
         ``"lbfgs"`` avoids the dense ``((K-1)p)^2`` Hessian for large problems.
     full_output : bool
-        Also return the :class:`NewtonResult`.
+        Also return the :class:`NewtonResult` (its ``decrement0 / 2`` is the gain in nats a
+        Newton step from ``coef0`` predicts: the objective is a sum, not a mean).
+    absolute_tol : bool
+        Newton's ``tol`` in nats (the predicted remaining gain) instead of relative to
+        ``max(1, |value|)``: what an EM with a stop rule in nats needs, so the inner solve
+        cannot stall short of the outer tolerance at large n.
 
     Returns
     -------
@@ -341,7 +350,7 @@ def fit_multinomial_logistic(
             return out
         return (out[0], out[1].ravel()) + tuple(out[2:])
 
-    res = _maximize(fun, x0, method, max_iter, tol)
+    res = _maximize(fun, x0, method, max_iter, tol, 1.0 if absolute_tol else None)
     coef = np.vstack([np.asarray(res.x).reshape(k - 1, p), np.zeros((1, p))])
     return (coef, res) if full_output else coef
 
