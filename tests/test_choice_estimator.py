@@ -279,3 +279,16 @@ def test_doubling_the_data_keeps_the_estimate():
     assert two.log_likelihood_ == pytest.approx(2 * one.log_likelihood_, rel=1e-12)
     assert np.allclose(two.coef_, one.coef_, atol=1e-5)
     assert np.allclose(two.membership_coef_, one.membership_coef_, atol=1e-5)
+
+
+def test_classes_come_out_in_canonical_order_whatever_the_start():
+    d = make_latent_class_logit(300, 4, 4, 2, 3, n_covariates=1, random_state=4)
+    fits = [_fit(d, n_init=1, random_state=s) for s in range(3)]
+    for m in fits:
+        assert np.all(np.diff(m.weights_) <= 1e-12)  # decreasing weights
+        assert np.allclose(m.membership_coef_[-1], 0.0)  # the last class is the reference
+    best = fits[0]  # seeds 0 and 2 reach the same optimum (seed 1 another)
+    same = [m for m in fits if abs(m.log_likelihood_ - best.log_likelihood_) < 1e-6]
+    assert len(same) >= 2
+    for m in same:  # the same optimum is reported with the same labels
+        assert np.allclose(m.coef_, best.coef_, atol=1e-4)

@@ -103,7 +103,9 @@ class LatentClassLogit:
         same model: compare after subtracting the same row from every row).
     weights_ : ndarray of shape (n_classes,)
         Class weights: without covariates the model's weights; with covariates the average of
-        the groups' fitted weights.
+        the groups' fitted weights. Classes are in decreasing order of ``weights_`` after
+        every fit (``max_iter=0`` excepted; :func:`softmix.choice.likelihood.canonical_order`),
+        so fits from different starts or seeds are comparable class by class.
     log_likelihood_ : float
         Log-likelihood at ``params_`` on the training data (unpenalised).
     n_iter_, converged_, stop_reason_, history_, fit_result_
@@ -312,6 +314,8 @@ class LatentClassLogit:
             return res
 
         result = fit_with_restarts(fit_one, hp["n_init"], rng)
+        if result.stop_reason != "init":  # canonical class order (choice.likelihood)
+            result.params = lik.canonical_order(result.params, data)
         params = result.params
         theta = None
         try:

@@ -60,11 +60,23 @@ def n_free_parameters(n_classes: int, n_features: int, n_covariates: int = 0) ->
     return n_classes * n_features + (n_classes - 1) * (n_covariates + 1)
 
 
-def canonical_order(params: LatentClassLogitParams) -> LatentClassLogitParams:
-    """Classes sorted by decreasing intercept weight (``softmax(gamma[:, 0])``), then by the
-    first coefficient: the one representative of the K! label permutations."""
-    w = params.weights
-    perm = np.lexsort((params.coef[:, 0], -w))
+def canonical_order(params: LatentClassLogitParams,
+                    data: ChoiceData | None = None) -> LatentClassLogitParams:
+    """Classes sorted by decreasing weight, then by the first coefficient: the one
+    representative of the K! label permutations (applied by ``LatentClassLogit.fit``).
+
+    The weight is the groups' average fitted class weight when ``data`` is given (so the order
+    does not depend on where the covariates' origin is), else the intercept weight
+    ``softmax(gamma[:, 0])`` (the same thing without covariates). The membership coefficients
+    are re-gauged so the new last class is the reference.
+    """
+    if data is None:
+        w = params.weights
+    else:
+        lw = np.exp(log_weights(params, data))
+        w = (lw.mean(axis=0) if data.group_weights is None
+             else data.group_weights @ lw / data.group_weights.sum())
+    perm = np.lexsort((params.coef[:, 0], -np.round(w, 12)))
     return params.permuted(perm)
 
 
