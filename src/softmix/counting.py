@@ -119,7 +119,7 @@ def _chunk_grouped(values: Any, labels: Any, p: int, chunk: int | None, name: st
 
 
 def _sum_counts(*parts: np.ndarray) -> np.ndarray:
-    return np.sum(parts, axis=0, dtype=np.int64)
+    return np.asarray(np.sum(parts, axis=0, dtype=np.int64))
 
 
 def _merge_grouped(*parts: GroupedCounts) -> GroupedCounts:
@@ -327,7 +327,7 @@ def count_choices(choices: Any, n_alternatives: int, groups: Any = None, *,
         return _chunk_grouped(choices, groups, p, None, name, group_name)
     dask = _import_dask(f"count_choices on a {type(choices).__name__}")
     parts, labels = _dask_chunks(choices, groups, column, group_column)
-    if labels is None and group_column is None:
+    if labels is None:  # no groups (a group_column always comes with its labels)
         kernel = dask.delayed(_chunk_counts, pure=True)
         partial = [kernel(part, p, i, name) for i, part in enumerate(parts)]
         if not partial:

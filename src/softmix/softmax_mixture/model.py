@@ -257,7 +257,7 @@ def to_counts(features: np.ndarray, choices: Any = None, counts: Any = None,
         from softmix.counting import count_choices, is_dask_collection
 
         if is_dask_collection(choices):  # a token stream: a distributed bincount
-            n = count_choices(choices, p).astype(float)
+            n = np.asarray(count_choices(choices, p), dtype=float)
             if n.sum() == 0 and not allow_zero_total:
                 raise ValueError("choices is empty: there is no observation to fit.")
             return n
