@@ -257,3 +257,23 @@ def test_fit_from_dask_choices_equals_numpy_fit(client):
         SoftmaxMixture(2).fit(features, da.from_array(np.r_[x, 60], chunks=1000))
     with pytest.raises(ValueError, match="Dask choices without groups and with covariates"):
         SoftmaxMixture(2).fit(features, dx, covariates=np.zeros((x.size, 1)))
+
+
+def test_cli_fit_smm_from_a_parquet_token_dataset(client, parquet_dataset, tmp_path, capsys):
+    pytest.importorskip("dask.dataframe", reason=DASK_REASON)
+    import json
+
+    from softmix.cli import main
+
+    folder, x, _g = parquet_dataset
+    features = np.random.default_rng(8).normal(size=(11, 2))
+    np.save(tmp_path / "features.npy", features)
+    argv = ["fit", "smm", "--features", str(tmp_path / "features.npy"), "--choices",
+            str(folder), "--column", "token", "-k", "2", "--seed", "1", "--json",
+            "--out", str(tmp_path / "m.softmix")]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    ref = SoftmaxMixture(2, random_state=1).fit(features, x)
+    assert report["n_samples"] == x.size and report["log_likelihood"] == ref.log_likelihood_
+    assert main(argv[:6] + argv[8:]) == 2  # no --column: exit 2, one line naming the fix
+    assert "needs --column NAME" in capsys.readouterr().err
