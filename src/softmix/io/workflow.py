@@ -186,7 +186,7 @@ def _read_smm(features: str | Path, counts: str | Path | None, choices: str | Pa
             raise InputError(f"{choices}: a Parquet dataset of token ids as --choices needs "
                              "--column NAME, the column of token ids.")
         try:
-            data = {"counts": count_choices(choices, p, column=column).astype(float)}
+            data = {"counts": np.asarray(count_choices(choices, p, column=column), dtype=float)}
         except (ValueError, TypeError, ImportError) as exc:
             raise InputError(f"{choices}: {exc}") from exc
         if data["counts"].sum() == 0:
