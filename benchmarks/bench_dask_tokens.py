@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> Table:
         disk_mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
 
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         client = Client(cluster)
         try:
             t0 = time.perf_counter()  # warm-up: workers import softmix, pandas, pyarrow once

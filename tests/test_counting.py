@@ -94,7 +94,7 @@ def client():
     pytest.importorskip("dask.array", reason=DASK_REASON)
     distributed = pytest.importorskip("dask.distributed", reason=DASK_REASON)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="1GiB")
+                                       dashboard_address=":0", memory_limit="1GiB")
     cl = distributed.Client(cluster)
     try:
         yield cl
