@@ -100,7 +100,7 @@ def _validated_labels(values: Any, size: int, chunk: int | None, name: str) -> n
 
 
 def _chunk_counts(values: Any, p: int, chunk: int | None, name: str) -> np.ndarray:
-    return np.bincount(_validated_choices(values, p, chunk, name), minlength=p)
+    return np.bincount(_validated_choices(values, p, chunk, name), minlength=p).astype(np.int64)
 
 
 def _chunk_grouped(values: Any, labels: Any, p: int, chunk: int | None, name: str,
