@@ -4,6 +4,7 @@ Public API re-exports and ``__version__`` only.
 """
 
 from softmix.choice.estimator import LatentClassLogit
+from softmix.counting import count_choices
 from softmix.exceptions import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -29,6 +30,7 @@ __all__ = [
     "SoftmaxMixture",
     "SoftmixWarning",
     "__version__",
+    "count_choices",
     "load",
     "select_n_components",
 ]

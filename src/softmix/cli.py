@@ -196,7 +196,9 @@ def _add_smm_data(parser: argparse.ArgumentParser, required: bool) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--counts", metavar="C", help="how often each alternative was chosen")
     group.add_argument("--choices", metavar="C",
-                       help="the chosen alternative (0-based row of --features) per observation")
+                       help="the chosen alternative (0-based row of --features) per observation"
+                            "; or a Parquet dataset of token ids (a directory or glob, with "
+                            "--column; counted by softmix.count_choices, needs softmix[dask])")
     parser.add_argument("--features-key", metavar="KEY", help="array of a .npz --features")
     parser.add_argument("--counts-key", metavar="KEY", help="array of a .npz --counts/--choices")
     parser.add_argument("--column", metavar="NAME",

@@ -152,6 +152,11 @@ def _plots(plot_dir: str | Path | None, figures: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ smm
+def _is_token_dataset(path: str | Path | None) -> bool:
+    """A directory or a glob: a (multi-file) Parquet dataset for softmix.count_choices."""
+    return path is not None and (Path(path).is_dir() or any(c in str(path) for c in "*?["))
+
+
 def _read_smm(features: str | Path, counts: str | Path | None, choices: str | Path | None,
               *, features_key: str | None, counts_key: str | None, column: str | None
               ) -> tuple[np.ndarray, dict[str, Any], Table]:
@@ -174,6 +179,18 @@ def _read_smm(features: str | Path, counts: str | Path | None, choices: str | Pa
         _integral(counts, n, "--counts", 0, None, "counts are how many times each alternative "
                   "was chosen")
         data = {"counts": n}
+    elif _is_token_dataset(choices):  # a Parquet dataset of token ids: a distributed count
+        from softmix.counting import count_choices
+
+        if column is None:
+            raise InputError(f"{choices}: a Parquet dataset of token ids as --choices needs "
+                             "--column NAME, the column of token ids.")
+        try:
+            data = {"counts": np.asarray(count_choices(choices, p, column=column), dtype=float)}
+        except (ValueError, TypeError, ImportError) as exc:
+            raise InputError(f"{choices}: {exc}") from exc
+        if data["counts"].sum() == 0:
+            raise InputError(f"{choices}: the dataset has no token; nothing to fit.")
     else:
         assert choices is not None  # exactly one of counts / choices was checked above
         c = _numeric_vector(choices, read_vector(choices, option="--choices", key=counts_key,

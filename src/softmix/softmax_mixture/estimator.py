@@ -299,7 +299,10 @@ class SoftmaxMixture:
         features : array-like of shape (n_alternatives, n_features)
             Known features of the p alternatives (finite).
         choices : array-like of int, shape (n_samples,), optional
-            The chosen alternative of each observation, in ``[0, n_alternatives)``.
+            The chosen alternative of each observation, in ``[0, n_alternatives)``. A Dask
+            array or Series (a token stream past memory; with ``groups`` a NumPy or Dask array)
+            is counted where it lives by :func:`softmix.count_choices` (a distributed
+            bincount); the fit is then the same as with the same choices in memory.
         counts : array-like of shape (n_alternatives,) or (n_groups, n_alternatives), optional
             How often each alternative was chosen (non-negative integers, not all zero); a 2-D
             array or scipy.sparse matrix is a panel: row g holds group g's counts.

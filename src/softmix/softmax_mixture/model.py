@@ -254,6 +254,13 @@ def to_counts(features: np.ndarray, choices: Any = None, counts: Any = None,
             f"{'both' if choices is not None else 'neither'}."
         )
     if choices is not None:
+        from softmix.counting import count_choices, is_dask_collection
+
+        if is_dask_collection(choices):  # a token stream: a distributed bincount
+            n = np.asarray(count_choices(choices, p), dtype=float)
+            if n.sum() == 0 and not allow_zero_total:
+                raise ValueError("choices is empty: there is no observation to fit.")
+            return n
         choices = check_choices(choices, p)
         if choices.size == 0 and not allow_zero_total:
             raise ValueError("choices is empty: there is no observation to fit.")

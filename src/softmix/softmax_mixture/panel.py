@@ -214,7 +214,21 @@ def check_panel(features: np.ndarray, choices: Any = None, *, counts: Any = None
             f"(an (n_groups, {p}) matrix); got {'both' if choices is not None else 'neither'}."
         )
     group_ids = None
-    if choices is not None:
+    from softmix.counting import count_choices, is_dask_collection
+
+    if choices is not None and (is_dask_collection(choices) or is_dask_collection(groups)):
+        # a token stream: the sparse count matrix by a distributed count (softmix.counting)
+        if groups is None:
+            raise ValueError(
+                "Dask choices without groups and with covariates: every choice would be its "
+                "own group, a (n_samples, p) panel. Give groups (one label per choice), or "
+                "count the choices per group yourself and pass counts= (n_groups, p)."
+            )
+        mat, group_ids = count_choices(choices, p, groups)
+        if mat.shape[0] == 0:
+            raise ValueError("choices is empty: there is no observation to fit.")
+        mat = _check_count_matrix(mat, p)
+    elif choices is not None:
         choices = check_choices(choices, p)
         if choices.size == 0:
             raise ValueError("choices is empty: there is no observation to fit.")
