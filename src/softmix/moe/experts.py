@@ -78,11 +78,12 @@ def weighted_least_squares(X1: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.n
     return np.concatenate([[y_mean - float(x_mean @ slope)], slope])
 
 
-def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted least squares without intercept (columns already centred)."""
-    xw = Xc * w[:, None]
-    gram = xw.T @ Xc
-    rhs = xw.T @ yc
+def solve_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """Solve the normal equations ``gram c = rhs`` by Cholesky of the equilibrated ``gram``
+    (``D^-1 gram D^-1``, ``D`` the square roots of its diagonal); None when that matrix is not
+    safely positive definite (a Cholesky diagonal below 1e-6 of the largest), where the
+    caller falls back to a least-squares solve. Shared by the in-memory weighted least
+    squares and the Dask M-step, which gets ``gram`` as a sum over row blocks."""
     scale = np.sqrt(np.diag(gram))
     if np.all(scale > 0) and np.all(np.isfinite(gram)):
         try:
@@ -93,6 +94,15 @@ def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
             diag = np.abs(np.diag(factor[0]))
             if diag.min() > 1e-6 * diag.max():
                 return linalg.cho_solve(factor, rhs / scale, check_finite=False) / scale
+    return None
+
+
+def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares without intercept (columns already centred)."""
+    xw = Xc * w[:, None]
+    coef = solve_gram(xw.T @ Xc, xw.T @ yc)
+    if coef is not None:
+        return coef
     root = np.sqrt(w)
     coef, *_ = np.linalg.lstsq(Xc * root[:, None], yc * root, rcond=None)
     return coef
