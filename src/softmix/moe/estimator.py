@@ -24,6 +24,7 @@ from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
 from softmix.exceptions import DegenerateComponentWarning, SoftmixWarning
 from softmix.moe import options as _options
+from softmix.moe.dask import is_dask_collection as _is_dask
 from softmix.moe.diagnostics import effective_points, separation, thin_experts
 from softmix.moe.em import check_em_options, e_step, fit_em
 from softmix.moe.experts import EXPERTS, get_expert
@@ -530,10 +531,18 @@ class MixtureOfExperts:
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative observation weights: the fit maximises ``sum_j w_j log p(y_j|x_j)``.
 
+        Dask arrays (``X`` chunked by rows, ``y`` with the same row chunks) are fitted by
+        chunked reductions on the active Dask scheduler, to the same result
+        (:mod:`softmix.moe.dask`; ``solver="em"``, no ``X_gate`` / ``sample_weight``).
+
         Returns
         -------
         self
         """
+        if _is_dask(X) or _is_dask(y):
+            from softmix.moe.dask import fit_estimator
+
+            return fit_estimator(self, X, y, X_gate=X_gate, sample_weight=sample_weight)
         solver = self._check_hyperparameters()
         X = self._check_X(X, fitted=False)
         y_enc, classes = self._check_y(y, X.shape[0], fit=True)
@@ -772,15 +781,32 @@ class MixtureOfExperts:
         return logsumexp(log_joint_design(self._design1(X, X_gate), y_enc, self.params_),
                          axis=1)
 
+    def _lazy(self, method, X: Any, X_gate: Any, *others: Any, width: int | None = None,
+              dtype: Any = float):
+        """``method`` on every row block of a Dask ``X`` (and ``others``, e.g. ``y``): a lazy
+        Dask array (:func:`softmix.moe.dask.map_rows`). ``X_gate`` is not supported there."""
+        from softmix.moe.dask import map_rows
+
+        if X_gate is not None:
+            raise ValueError("X_gate with Dask arrays is not supported (Dask fits have no "
+                             "X_gate); drop X_gate.")
+        if not others:
+            return map_rows(lambda xb: method(xb), X, width=width, dtype=dtype)
+        return map_rows(lambda xb, yb: method(xb, yb), X, *others, width=width, dtype=dtype)
+
     def gate_proba(self, X: Any, X_gate: Any = None) -> np.ndarray:
         """Gate probabilities ``P(z = i | x)``, shape (n_samples, n_experts)."""
         check_fitted(self)
+        if _is_dask(X):
+            return self._lazy(self.gate_proba, X, X_gate, width=self.n_experts_)
         X = self._check_X(X)
         return np.exp(gate_log_proba_design(self._design1(X, X_gate), self.params_.gating))
 
     def posterior(self, X: Any, y: Any, X_gate: Any = None) -> np.ndarray:
         """Posterior expert probabilities ``P(z = i | x, y)``, shape (n_samples, n_experts)."""
         check_fitted(self)
+        if _is_dask(X) or _is_dask(y):
+            return self._lazy(self.posterior, X, X_gate, y, width=self.n_experts_)
         X = self._check_X(X)
         y_enc = self._check_y(y, X.shape[0], fit=False)
         lj = log_joint_design(self._design1(X, X_gate), y_enc, self.params_)
@@ -805,6 +831,8 @@ class MixtureOfExperts:
 
     def _predict_proba(self, X: Any, X_gate: Any = None) -> np.ndarray:
         check_fitted(self)
+        if _is_dask(X):
+            return self._lazy(self._predict_proba, X, X_gate, width=self.classes_.size)
         X = self._check_X(X)
         X1 = self._design1(X, X_gate)
         gate = np.exp(gate_log_proba_design(X1, self.params_.gating))
@@ -822,6 +850,9 @@ class MixtureOfExperts:
         ndarray of shape (n_samples,)
         """
         check_fitted(self)
+        if _is_dask(X):
+            dtype = float if self.expert == "gaussian" else self.classes_.dtype
+            return self._lazy(self.predict, X, X_gate, dtype=dtype)
         if self.expert != "gaussian":
             return self.classes_[np.argmax(self.predict_proba(X, X_gate), axis=1)]
         X = self._check_X(X)
@@ -830,12 +861,19 @@ class MixtureOfExperts:
         return np.sum(gate * EXPERTS["gaussian"].mean(X1, self.params_.expert_coef), axis=1)
 
     def score(self, X: Any, y: Any, X_gate: Any = None) -> float:
-        """Mean log-likelihood per sample, ``(1/n) sum_j log p(y_j | x_j)``."""
+        """Mean log-likelihood per sample, ``(1/n) sum_j log p(y_j | x_j)``.
+
+        With Dask arrays: a lazy 0-d Dask array (``.compute()`` gives the float)."""
+        if _is_dask(X) or _is_dask(y):
+            return self.score_samples(X, y, X_gate).mean()
         return float(np.mean(self.score_samples(X, y, X_gate)))
 
     def score_samples(self, X: Any, y: Any, X_gate: Any = None) -> np.ndarray:
-        """``log p(y_j | x_j)`` per sample, shape (n_samples,)."""
+        """``log p(y_j | x_j)`` per sample, shape (n_samples,) (a lazy Dask array for Dask
+        inputs)."""
         check_fitted(self)
+        if _is_dask(X) or _is_dask(y):
+            return self._lazy(self.score_samples, X, X_gate, y)
         X = self._check_X(X)
         return self._log_lik(X, self._check_y(y, X.shape[0], fit=False), X_gate)
 
