@@ -321,8 +321,8 @@ def _block_stats_raw(xb, yb, job: _Job) -> dict:
         elif kind == "wls":  # Gaussian experts: cross products of [1, z] and the residuals
             coef0 = req[1]
             resid = y[:, None] - X1 @ coef0.T  # (n, k) residuals at the current fit
-            gram = np.einsum("nk,np,nq->kpq", tau, X1, X1)
-            cross = np.einsum("nk,np->kp", tau * resid, X1)
+            gram = np.stack([(X1 * tau[:, i:i + 1]).T @ X1 for i in range(tau.shape[1])])
+            cross = (tau * resid).T @ X1
             out["wls"] = (gram, cross, np.sum(tau * resid**2, axis=0))
         elif kind == "score":  # S'S and S'1 of the stop criterion, in slices of rows
             P = params_to_vector(params).size
@@ -517,7 +517,9 @@ def fit_em_blocks(
 
     Same arguments and result; ``variance_floor=None`` is the default floor
     (``VARIANCE_FLOOR_RATIO`` times the internal ``var(y)``, which is 1 after
-    standardisation). ``extra["n_passes"]`` counts the passes over the data of this fit.
+    standardisation). ``extra["n_passes"]`` counts the passes over the data of this fit,
+    ``extra["em_passes"]`` those of its EM iterations (plus the objective's pass at a
+    ``max_iter`` stop).
     """
     inner_max_iter, inner_tol, inner_method, variance_floor = check_em_options(
         inner_max_iter, inner_tol, inner_method, variance_floor)
@@ -543,6 +545,7 @@ def fit_em_blocks(
 
     result = run_em(params0, em_map, obj, max_iter=max_iter, tol=tol, callback=callback,
                     init_method=init_method, name="MoE EM", warn=warn)
+    result.extra["em_passes"] = blocks.n_passes - passes0  # the iterations' passes
     result.extra["log_likelihood"] = result.objective + penalty(result.params, ridge)
     result.extra["degenerate"] = degenerate
     result.criterion = CRITERION
