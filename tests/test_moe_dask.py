@@ -58,7 +58,7 @@ def _assert_same_fit(m, md):
 @pytest.mark.parametrize("expert", sorted(EXPERTS))
 def test_dask_fit_equals_in_memory(client, expert):
     X, y, Xd, yd = _data(expert)
-    kw = dict(max_iter=8, tol=0.0)
+    kw = {"max_iter": 8, "tol": 0.0}
     m = MixtureOfExperts(2, expert=expert, random_state=0, **kw).fit(X, y)
     md = MixtureOfExperts(2, expert=expert, random_state=0, **kw).fit(Xd, yd)
     _assert_same_fit(m, md)
@@ -95,7 +95,7 @@ def test_given_start_restarts_and_numpy_y(client):
     """A MoEParams start and n_init restarts (spawned streams, best kept) as in memory; a
     NumPy y with a Dask X is chunked like X."""
     X, y, Xd, _ = _data("gaussian", seed=3)
-    kw = dict(n_init=2, max_iter=3, tol=0.0, random_state=5)
+    kw = {"n_init": 2, "max_iter": 3, "tol": 0.0, "random_state": 5}
     m = MixtureOfExperts(2, **kw).fit(X, y)
     md = MixtureOfExperts(2, **kw).fit(Xd, y)
     _assert_same_fit(m, md)
@@ -110,7 +110,7 @@ def test_given_start_restarts_and_numpy_y(client):
 def test_pruning_and_warnings_as_in_memory(client):
     """min_weight pruning removes the same expert and warns the same way."""
     X, y, Xd, yd = _data("gaussian", seed=2)
-    kw = dict(min_weight=0.3, max_iter=4, tol=0.0, random_state=0)
+    kw = {"min_weight": 0.3, "max_iter": 4, "tol": 0.0, "random_state": 0}
     with pytest.warns(Warning) as mem:
         m = MixtureOfExperts(3, **kw).fit(X, y)
     with pytest.warns(Warning) as dsk:
@@ -137,7 +137,7 @@ def test_bad_inputs_have_clear_errors(client):
         model.fit(Xd, da.from_array(ybad, chunks=(CHUNKS,)))
     with pytest.raises(ValueError, match="one entry per row"):
         model.fit(Xd, y[:10])
-    for options in (dict(init="kmeans"), dict(solver="gd"), dict(gate="constant")):
+    for options in ({"init": "kmeans"}, {"solver": "gd"}, {"gate": "constant"}):
         with pytest.raises(ValueError, match="not supported with Dask arrays"):
             MixtureOfExperts(2, max_iter=2, **options).fit(Xd, yd)
     with pytest.raises(ValueError, match="sample_weight is not supported with Dask"):

@@ -23,7 +23,10 @@ What is a reduction (each call of :meth:`RowBlocks.sum` is one pass over the dat
 - every further evaluation of an inner Newton solver (a step-halving trial or the next Newton
   iteration) is one pass computing value, gradient and Hessian at the trial point (the
   posteriors ``tau`` at the current parameters are recomputed in the block, not stored), so an
-  accepted step's next Newton iteration costs nothing;
+  accepted step's next Newton iteration costs nothing; the gate's and the classification
+  experts' solvers run side by side (:class:`_Lockstep`), so a pass serves all of them and an
+  EM iteration costs ``1 +`` the largest number of evaluations of one solver (about 3 passes
+  in all, for every expert type);
 - the stop criterion (:func:`softmix.moe.em.score_gain`: ``S'S`` and ``S'1`` summed), the
   canonical expert order (mean gate probabilities), ``min_weight`` pruning and the diagnostics
   (separation counts, effective points): one pass each, once per fit.
@@ -175,6 +178,10 @@ def _short(chunks: Sequence[int]) -> str:
     return str(tuple(chunks)) if len(chunks) <= 8 else f"({', '.join(map(str, chunks[:8]))}, ...)"
 
 
+def _take_rows(xb, yb, rows):
+    return np.asarray(xb)[rows], np.asarray(yb)[rows]
+
+
 def _tree_add(*parts):
     """Elementwise sum of equally structured dicts / tuples / arrays / numbers (dict keys may
     differ: a missing key counts 0)."""
@@ -229,6 +236,20 @@ class RowBlocks:
                      for i in range(0, len(parts), FAN_IN)]
         self.n_passes += 1
         return parts[0].compute()
+
+    def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(X[index], y[index])`` as NumPy arrays, read from the blocks holding them (the
+        same tasks as every pass, so the scheduler sees one graph of this data)."""
+        dask, _ = _import_dask()
+        starts = np.concatenate([[0], np.cumsum(self.row_chunks)])
+        where = np.searchsorted(starts, index, side="right") - 1
+        parts = [dask.delayed(_take_rows, pure=False)(self._x[b], self._y[b],
+                                                     index[where == b] - starts[b])
+                 for b in np.unique(where)]
+        got = dask.compute(*parts)
+        order = np.argsort(np.argsort(where, kind="stable"), kind="stable")
+        X = np.concatenate([g[0] for g in got])[order]
+        return X, np.concatenate([g[1] for g in got])[order]
 
     def collect(self, fn: Callable, job: Any) -> list:
         """``[fn(X_b, y_b, job) for every block b]`` (small results), in block order: one
@@ -353,9 +374,9 @@ class _BlockObjective:
     at the start, computed in the E-step pass.
     """
 
-    def __init__(self, blocks: RowBlocks, job: _Job, make_request: Callable, shape: tuple,
+    def __init__(self, evaluate: Callable, make_request: Callable, shape: tuple,
                  ridge: float, spec_order: int, x0: np.ndarray, first: tuple) -> None:
-        self.blocks, self.job, self.make_request = blocks, job, make_request
+        self.evaluate, self.make_request = evaluate, make_request
         self.shape, self.ridge, self.spec_order = shape, ridge, spec_order
         self.cache = {x0.tobytes(): self._penalised(x0, first)}
 
@@ -377,8 +398,7 @@ class _BlockObjective:
         key = x.tobytes()
         hit = self.cache.get(key)
         if hit is None or (order == 2 and hit[2] is None) or (order == 1 and hit[1] is None):
-            req = self.make_request("trial", self.coef(x), max(order, self.spec_order))
-            raw = self.blocks.sum(_block_stats, _replace_requests(self.job, (req,)))["trial"]
+            raw = self.evaluate(self.make_request(self.coef(x), max(order, self.spec_order)))
             hit = self._penalised(x, raw if isinstance(raw, tuple) else (raw,))
             self.cache = {key: hit}  # only the last trial point can be the next iterate
         if order == 0:
@@ -392,16 +412,101 @@ def _replace_requests(job: _Job, requests: tuple) -> _Job:
     return replace(job, requests=requests)
 
 
-def _solve_logit(blocks, job, make_request, start_coef, first, *, ridge, max_iter, tol,
+def _solve_logit(evaluate, make_request, start_coef, first, *, ridge, max_iter, tol,
                  method) -> np.ndarray:
     """Maximise one soft-label logit from ``start_coef`` (K, p) as
-    :func:`softmix.core.solvers.fit_multinomial_logistic` does; returns the (K, p) coef."""
+    :func:`softmix.core.solvers.fit_multinomial_logistic` does; returns the (K, p) coef.
+    ``evaluate(request)`` returns the block sums of one request (a pass, see
+    :class:`_Lockstep`)."""
     k, p = start_coef.shape
     x0 = np.asarray(start_coef, dtype=float)[:-1].ravel()
-    fun = _BlockObjective(blocks, job, make_request, (k, p), ridge,
+    fun = _BlockObjective(evaluate, make_request, (k, p), ridge,
                           2 if method == "newton" else 1, x0, first)
     res = _maximize(fun, x0, method, max_iter, tol)
     return fun.coef(np.asarray(res.x))
+
+
+class _Lockstep:
+    """Run independent inner solvers side by side so that one pass serves all of them.
+
+    Each solver runs in its own thread and calls ``evaluate(request)`` (through
+    :class:`_BlockObjective`) whenever it needs block sums; the calling thread waits until every
+    solver still running has asked (or finished), computes all pending requests in **one**
+    pass and hands each solver its result. A solver's sequence of iterates does not depend on
+    the others, so the results are those of running the solvers one after the other, in
+    ``max`` instead of ``sum`` of their passes. The threads only do the solvers' small
+    NumPy work on the driver; the passes run on the Dask scheduler.
+    """
+
+    def __init__(self, blocks: RowBlocks, job: _Job) -> None:
+        self.blocks, self.job = blocks, job
+
+    def run(self, solvers: dict[str, Callable[[Callable], Any]]) -> dict[str, Any]:
+        """``{name: solver(evaluate)}`` for ``solvers`` ``{name: solver}``."""
+        import threading
+
+        if len(solvers) == 1:  # nothing to share: no thread
+            (name, solver), = solvers.items()
+            return {name: solver(self._single)}
+        cond = threading.Condition()
+        pending: dict[str, tuple] = {}
+        delivered: dict[str, Any] = {}
+        live = set(solvers)
+        out: dict[str, Any] = {}
+        errors: list[BaseException] = []
+
+        def evaluate_for(name):
+            def evaluate(request):
+                with cond:
+                    pending[name] = request
+                    cond.notify_all()
+                    cond.wait_for(lambda: name in delivered)
+                    return delivered.pop(name)
+            return evaluate
+
+        def body(name, solver):
+            try:
+                out[name] = solver(evaluate_for(name))
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller below
+                errors.append(exc)
+            finally:
+                with cond:
+                    live.discard(name)
+                    cond.notify_all()
+
+        threads = [threading.Thread(target=body, args=item, daemon=True)
+                   for item in solvers.items()]
+        for t in threads:
+            t.start()
+        with cond:
+            while True:
+                cond.wait_for(lambda: all(name in pending for name in live))
+                if not live:
+                    break
+                batch = dict(pending)
+                pending.clear()
+                requests = tuple((r[0], f"trial:{name}") + tuple(r[2:])
+                                 for name, r in batch.items())
+                try:
+                    stats = self.blocks.sum(_block_stats,
+                                            _replace_requests(self.job, requests))
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    errors.append(exc)
+                    stats = None
+                for name in batch:
+                    delivered[name] = None if stats is None else stats[f"trial:{name}"]
+                cond.notify_all()
+                if stats is None:
+                    break
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return out
+
+    def _single(self, request):
+        return self.blocks.sum(_block_stats, _replace_requests(self.job, (request,)))[
+            request[1]]
 
 
 def _m_step(blocks: RowBlocks, job: _Job, gating0: np.ndarray, coef0: np.ndarray,
@@ -422,11 +527,14 @@ def _m_step(blocks: RowBlocks, job: _Job, gating0: np.ndarray, coef0: np.ndarray
     stats = blocks.sum(_block_stats, _replace_requests(job, tuple(requests)))
     total, sum_sq = stats["mass"]
 
-    def gate_request(key, coef, order):
-        return ("gate", key, coef, order)
+    def logit(make_request, start, first):
+        def solver(evaluate):
+            return _solve_logit(evaluate, make_request, start, first, ridge=ridge,
+                                max_iter=max_iter, tol=tol, method=method)
+        return solver
 
-    gating = _solve_logit(blocks, job, gate_request, np.asarray(gating0, float), stats["gate"],
-                          ridge=ridge, max_iter=max_iter, tol=tol, method=method)
+    solvers = {"gate": logit(lambda c, o: ("gate", "trial", c, o), np.asarray(gating0, float),
+                             stats["gate"])}
     coef = np.empty_like(np.asarray(coef0, dtype=float))
     var = np.empty(coef.shape[0]) if exp.has_variance else None
     degenerate: dict[int, str] = {}
@@ -438,12 +546,8 @@ def _m_step(blocks: RowBlocks, job: _Job, gating0: np.ndarray, coef0: np.ndarray
             degenerate[i] = empty_reason(float(total[i]))
             continue
         if exp.is_classifier:
-            def expert_request(key, c, order, i=i):
-                return ("expert", key, i, c, order)
-
-            full = _solve_logit(blocks, job, expert_request, starts[i], stats[f"expert{i}"],
-                                ridge=ridge, max_iter=max_iter, tol=tol, method=method)
-            coef[i] = full[0] if expert == "logistic" else full
+            solvers[f"expert{i}"] = logit(lambda c, o, i=i: ("expert", "trial", i, c, o),
+                                          starts[i], stats[f"expert{i}"])
             continue
         gram, cross, ssr0 = (s[i] for s in stats["wls"])
         c, v = _gaussian_update(coef0[i], gram, cross, float(ssr0))
@@ -453,6 +557,11 @@ def _m_step(blocks: RowBlocks, job: _Job, gating0: np.ndarray, coef0: np.ndarray
                 float(sum_sq[i]), 1e-300)))
             v = variance_floor
         var[i] = v
+    # the gate's and the classification experts' Newton solvers share their passes
+    solved = _Lockstep(blocks, job).run(solvers)
+    gating = solved.pop("gate")
+    for name, full in solved.items():
+        coef[int(name[6:])] = full[0] if expert == "logistic" else full
     return gating, coef, var, degenerate, stats
 
 
@@ -564,7 +673,7 @@ def init_random_blocks(blocks: RowBlocks, prep: _Prep, n_experts: int, *, rng, n
     blockwise (three passes for the pairs' moments and centres, then the M-step's)."""
     expert = prep.expert
     idx = rng.choice(blocks.n, size=n_experts, replace=False)
-    Xc, yc = (np.asarray(a) for a in _import_dask()[0].compute(blocks.X[idx], blocks.y[idx]))
+    Xc, yc = blocks.rows(idx)
     X1c, ycode = prep(Xc, yc)
     raw_centres = pairs(X1c[:, 1:], ycode, expert, n_classes)
     s1 = blocks.sum(_pair_moments, (prep, n_classes, None))
