@@ -531,13 +531,15 @@ class MixtureOfExperts:
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative observation weights: the fit maximises ``sum_j w_j log p(y_j|x_j)``.
 
-        Dask arrays (``X`` chunked by rows, ``y`` with the same row chunks) are fitted by
-        chunked reductions on the active Dask scheduler, to the same result
-        (:mod:`softmix.moe.dask`; ``solver="em"``, no ``X_gate`` / ``sample_weight``).
-
         Returns
         -------
         self
+
+        Notes
+        -----
+        Dask arrays (``X`` chunked by rows, ``y`` with the same row chunks) are fitted by
+        chunked reductions on the active Dask scheduler, to the same result
+        (:mod:`softmix.moe.dask`; ``solver="em"``, no ``X_gate`` / ``sample_weight``).
         """
         if _is_dask(X) or _is_dask(y):
             from softmix.moe.dask import fit_estimator
