@@ -301,7 +301,7 @@ class _Job:
     quiet: bool = False
 
 
-def _labels(expert: str, y: np.ndarray, n_classes: int | None) -> np.ndarray:
+def _labels(expert: str, y: np.ndarray, n_classes: int) -> np.ndarray:
     """Soft labels of a classification expert's fit: ``[y, 1-y]`` (logistic) or one-hot."""
     return _two_class(y) if expert == "logistic" else _onehot(y, n_classes)
 
@@ -317,8 +317,8 @@ def _block_stats(xb, yb, job: _Job) -> dict:
 def _block_stats_raw(xb, yb, job: _Job) -> dict:
     X1, y = job.prep(xb, yb)
     out: dict = {}
-    params = job.params
-    tau = None
+    params: Any = job.params
+    tau: Any = None
     if job.centres is not None:
         data = (pairs(X1[:, 1:], y, job.prep.expert, job.n_classes) - job.pair_mean) \
             / job.pair_sd
@@ -510,12 +510,12 @@ class _Lockstep:
 
 
 def _m_step(blocks: RowBlocks, job: _Job, gating0: np.ndarray, coef0: np.ndarray,
-            var0: np.ndarray | None, expert: str, *, ridge: float, max_iter: int, tol: float,
-            method: str, variance_floor: float | None):
+            var0: Any, expert: str, *, ridge: float, max_iter: int, tol: float,
+            method: str, variance_floor: Any):
     """One M-step on the blocks from the weights of ``job`` (posteriors or a random start):
     the gating fit and every expert's weighted fit, warm-started at ``(gating0, coef0,
     var0)``. Returns ``(gating, coef, var, degenerate, first-pass statistics)``."""
-    exp = EXPERTS[expert]
+    exp: Any = EXPERTS[expert]
     order = 2 if method == "newton" else 1
     requests = [("mass",), ("gate", "gate", np.asarray(gating0, float), order)]
     if exp.is_classifier:
@@ -536,7 +536,7 @@ def _m_step(blocks: RowBlocks, job: _Job, gating0: np.ndarray, coef0: np.ndarray
     solvers = {"gate": logit(lambda c, o: ("gate", "trial", c, o), np.asarray(gating0, float),
                              stats["gate"])}
     coef = np.empty_like(np.asarray(coef0, dtype=float))
-    var = np.empty(coef.shape[0]) if exp.has_variance else None
+    var: Any = np.empty(coef.shape[0]) if exp.has_variance else None
     degenerate: dict[int, str] = {}
     for i in range(coef.shape[0]):
         if float(total[i]) <= EMPTY_WEIGHT * blocks.n:  # as _BaseExpert.fit_weighted
@@ -581,7 +581,7 @@ def _gaussian_update(c0: np.ndarray, gram: np.ndarray, cross: np.ndarray, ssr0: 
     r_mean = cross[0] / sw
     centred = gram[1:, 1:] - sw * np.outer(x_mean, x_mean)
     rhs = cross[1:] - sw * x_mean * r_mean
-    slope = np.zeros(0)
+    slope: Any = np.zeros(0)
     if rhs.size:
         slope = solve_gram(centred, rhs)
         if slope is None:  # not safely positive definite: minimum-norm least squares
@@ -682,10 +682,10 @@ def init_random_blocks(blocks: RowBlocks, prep: _Prep, n_experts: int, *, rng, n
     sd = np.where(sd > 0, sd, 1.0)
     job = _Job(prep, None, centres=(raw_centres - mean) / sd, pair_mean=mean, pair_sd=sd,
                n_classes=n_classes)
-    exp = EXPERTS[expert]
+    exp: Any = EXPERTS[expert]
     p = prep.std.keep.size + 1
     coef0 = np.zeros(exp.coef_shape(n_experts, p - 1, n_classes))
-    var0 = np.full(n_experts, max(prep.y_var, 1e-12)) if exp.has_variance else None
+    var0: Any = np.full(n_experts, max(prep.y_var, 1e-12)) if exp.has_variance else None
     floor = None
     if exp.has_variance:
         floor = prep.default_floor() if variance_floor is None else variance_floor
@@ -778,7 +778,7 @@ def _scan(est, blocks: RowBlocks):
         n_classes = classes.size if expert == "multinomial" else None
     mean = _tree_add(*[s["x_sum"] for s in scan]) / n
     parts = blocks.collect(_centred_block, (mean, y_mean))
-    R = np.linalg.qr(np.vstack([r for r, _ in parts]), mode="r")
+    R = np.asarray(np.linalg.qr(np.vstack([r for r, _ in parts]), mode="r"))
     sd = np.sqrt(np.sum(R * R, axis=0) / n)
     y_sd = None if y_mean is None else float(np.sqrt(sum(ss for _, ss in parts) / n))
     std = standardizer_from_moments(mean, sd, x_max, R, y_mean, y_sd, stacklevel=5)
@@ -817,7 +817,7 @@ def fit_estimator(est, X: Any, y: Any, *, X_gate: Any = None, sample_weight: Any
                              f"n_experts={est.n_experts}.")
     options = dict(est.solver_options)
     check_em_options(**options)
-    expert = EXPERTS[est.expert]
+    expert: Any = EXPERTS[est.expert]
     r = std.keep.size
     n_params = (est.n_experts - 1) * (r + 1) + est.n_experts * expert.n_params(r, n_classes)
     if n < n_params:

@@ -86,11 +86,12 @@ def effective_points_from_sums(total: np.ndarray, sum_sq: np.ndarray) -> np.ndar
     return np.minimum(total, total**2 / np.maximum(sum_sq, 1e-300))
 
 
-def thin_experts(tau: np.ndarray, params: MoEParams,
+def thin_experts(tau: np.ndarray | None, params: MoEParams,
                  eff: np.ndarray | None = None) -> dict[int, float]:
     """``{expert: effective points}`` for experts with fewer effective points than the
     parameters of one expert (:meth:`Expert.n_params`); ``eff`` (k,): the effective points
     already computed (then ``tau`` is not used)."""
     n_par = EXPERTS[params.expert].n_params(params.n_features, params.n_classes)
-    eff = effective_points(tau) if eff is None else eff
+    if eff is None:
+        eff = effective_points(np.asarray(tau))
     return {i: float(e) for i, e in enumerate(eff) if e < n_par}

@@ -200,7 +200,7 @@ def standardizer_from_moments(mean: np.ndarray, sd: np.ndarray, max_abs: np.ndar
         keep = np.sort(candidates[piv[:rank]])
         collinear = sorted(candidates[piv[rank:]].tolist())
     y_scale = 1.0
-    if y_mean is not None:
+    if y_mean is not None and y_sd is not None:
         y_scale = y_sd if y_sd > 64.0 * np.finfo(float).eps * max(abs(y_mean), 1e-300) else 1.0
     else:
         y_mean = 0.0
