@@ -154,11 +154,17 @@ def check_fitted(estimator: Any, attribute: str = "params_") -> None:
 def check_scale(arr: np.ndarray, name: str) -> None:
     """Reject values so large that sums of squares over the rows of ``arr`` overflow (a
     ValueError naming ``name`` that asks to rescale), e.g. a Gram matrix ``X'X``."""
-    limit = np.sqrt(np.finfo(float).max / max(arr.shape[0], 1)) * 1e-3
-    big = float(np.max(np.abs(arr))) if arr.size else 0.0
+    check_scale_max(float(np.max(np.abs(arr))) if arr.size else 0.0, arr.shape[0], name)
+
+
+def check_scale_max(big: float, n_rows: int, name: str) -> None:
+    """:func:`check_scale` given the largest absolute value ``big`` of ``n_rows`` rows (for
+    data held in blocks, where ``big`` is a chunked reduction)."""
+    arr_rows = n_rows
+    limit = np.sqrt(np.finfo(float).max / max(arr_rows, 1)) * 1e-3
     if big > limit:
         raise ValueError(
             f"{name} holds values up to {big:.3g} in absolute value: the fit's sums of squares "
-            f"over {arr.shape[0]} samples would overflow (limit about {limit:.3g}). Rescale "
+            f"over {arr_rows} samples would overflow (limit about {limit:.3g}). Rescale "
             f"{name} (e.g. standardise it) before fitting."
         )

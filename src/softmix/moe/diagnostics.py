@@ -21,7 +21,7 @@ from softmix.moe.experts import EXPERTS
 from softmix.moe.gating import gate_log_proba_design
 from softmix.moe.model import MoEParams
 
-__all__ = ["SEPARATION_EPS", "WEIGHT_FLOOR", "effective_points", "separation", "thin_experts"]
+__all__ = ["SEPARATION_EPS", "WEIGHT_FLOOR", "effective_points", "effective_points_from_sums", "separation", "thin_experts"]
 
 #: Fitted probabilities below this, or above 1 minus it, are "numerically 0 or 1" (R glm).
 SEPARATION_EPS = 10.0 * np.finfo(float).eps
@@ -77,14 +77,21 @@ def effective_points(tau: np.ndarray) -> np.ndarray:
     weight have a Kish size of only a few points; the smaller of the two is what the
     expert's estimates rest on)."""
     tau = np.asarray(tau, dtype=float)
-    total = tau.sum(axis=0)
-    kish = total**2 / np.maximum(np.sum(tau * tau, axis=0), 1e-300)
-    return np.minimum(total, kish)
+    return effective_points_from_sums(tau.sum(axis=0), np.sum(tau * tau, axis=0))
 
 
-def thin_experts(tau: np.ndarray, params: MoEParams) -> dict[int, float]:
+def effective_points_from_sums(total: np.ndarray, sum_sq: np.ndarray) -> np.ndarray:
+    """:func:`effective_points` from ``sum_j tau_ji`` and ``sum_j tau_ji^2`` (k,) (sums over
+    row blocks, :mod:`softmix.moe.dask`)."""
+    return np.minimum(total, total**2 / np.maximum(sum_sq, 1e-300))
+
+
+def thin_experts(tau: np.ndarray | None, params: MoEParams,
+                 eff: np.ndarray | None = None) -> dict[int, float]:
     """``{expert: effective points}`` for experts with fewer effective points than the
-    parameters of one expert (:meth:`Expert.n_params`)."""
+    parameters of one expert (:meth:`Expert.n_params`); ``eff`` (k,): the effective points
+    already computed (then ``tau`` is not used)."""
     n_par = EXPERTS[params.expert].n_params(params.n_features, params.n_classes)
-    eff = effective_points(tau)
+    if eff is None:
+        eff = effective_points(np.asarray(tau))
     return {i: float(e) for i, e in enumerate(eff) if e < n_par}

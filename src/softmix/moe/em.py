@@ -37,7 +37,7 @@ from softmix.moe.model import (
 )
 
 __all__ = ["CRITERION", "check_em_options", "e_step", "em_step", "fit_em", "objective",
-           "record_criterion", "score_gain"]
+           "record_criterion", "score_gain", "score_gain_from_sums"]
 
 
 def objective(X: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 0.0) -> float:
@@ -126,13 +126,17 @@ def score_gain(X1: np.ndarray, y: np.ndarray, params: MoEParams, ridge: float = 
     if tau is None:
         tau = e_step(X1, y, params, ridge)[0]
     S = score_samples_design(X1, y, params, tau)
-    g = S.sum(axis=0)
-    if ridge:
-        g = g - ridge * _penalised_vector(params)
-    norms = np.sqrt(np.sum(S * S, axis=0))
+    return score_gain_from_sums(S.T @ S, S.sum(axis=0), params, ridge)
+
+
+def score_gain_from_sums(gram: np.ndarray, total: np.ndarray, params: MoEParams,
+                         ridge: float = 0.0) -> float:
+    """:func:`score_gain` from ``S'S`` (P, P) and ``S' 1`` (P,), sums over the observations
+    (so over row blocks too: :mod:`softmix.moe.dask`)."""
+    g = total - ridge * _penalised_vector(params) if ridge else total
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
     norms = np.where(norms > 0, norms, 1.0)
-    A = S / norms
-    evals, evecs = np.linalg.eigh(A.T @ A)
+    evals, evecs = np.linalg.eigh(gram / np.outer(norms, norms))
     keep = evals > 1e-12 * max(float(evals.max()), np.finfo(float).tiny)
     proj = evecs[:, keep].T @ (g / norms)
     return 0.5 * float(np.sum(proj**2 / evals[keep]))

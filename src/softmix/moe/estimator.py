@@ -24,6 +24,7 @@ from softmix.core.result import FitResult
 from softmix.core.special import logsumexp
 from softmix.exceptions import DegenerateComponentWarning, SoftmixWarning
 from softmix.moe import options as _options
+from softmix.moe.dask import is_dask_collection as _is_dask
 from softmix.moe.diagnostics import effective_points, separation, thin_experts
 from softmix.moe.em import check_em_options, e_step, fit_em
 from softmix.moe.experts import EXPERTS, get_expert
@@ -533,7 +534,17 @@ class MixtureOfExperts:
         Returns
         -------
         self
+
+        Notes
+        -----
+        Dask arrays (``X`` chunked by rows, ``y`` with the same row chunks) are fitted by
+        chunked reductions on the active Dask scheduler, to the same result
+        (:mod:`softmix.moe.dask`; ``solver="em"``, no ``X_gate`` / ``sample_weight``).
         """
+        if _is_dask(X) or _is_dask(y):
+            from softmix.moe.dask import fit_estimator
+
+            return fit_estimator(self, X, y, X_gate=X_gate, sample_weight=sample_weight)
         solver = self._check_hyperparameters()
         X = self._check_X(X, fitted=False)
         y_enc, classes = self._check_y(y, X.shape[0], fit=True)
@@ -623,12 +634,30 @@ class MixtureOfExperts:
             if result.stop_reason != "init":  # canonical order (see softmix.moe.likelihood)
                 result.params = result.params.permute(canonical_order(result.params, W1[:, 1:]))
         else:
-            if internal.stop_reason != "init":  # canonical order, decided in the user's units
-                order = canonical_order(std.params_out(internal.params), X)
-                internal.params = internal.params.permute(order)
-            result = _to_user_units(internal, std, shift)
-            if result.stop_reason == "init" and isinstance(self.init, MoEParams):
-                result.params = self.init  # max_iter=0 returns the start itself, bit for bit
+            result = self._finish_internal(
+                internal, std, shift, lambda p: canonical_order(p, X))
+        self._store_fit(result, std, d=d, r=r, classes=classes, n_classes=n_classes,
+                        layout=layout, log_lik=lambda: self._log_lik(X, y_enc).sum())
+        if layout is None:  # (the options' fits are on [1, X_gate, X]: not diagnosed here)
+            self._diagnose(internal, Xi, yi)
+        return self
+
+    def _finish_internal(self, internal: FitResult, std: Standardizer, shift: float,
+                         order_of: Callable[[MoEParams], np.ndarray]) -> FitResult:
+        """The chosen internal fit in canonical expert order (``order_of(params in the user's
+        units)``, see :mod:`softmix.moe.likelihood`), mapped to the user's units."""
+        if internal.stop_reason != "init":  # canonical order, decided in the user's units
+            internal.params = internal.params.permute(order_of(std.params_out(internal.params)))
+        result = _to_user_units(internal, std, shift)
+        if result.stop_reason == "init" and isinstance(self.init, MoEParams):
+            result.params = self.init  # max_iter=0 returns the start itself, bit for bit
+        return result
+
+    def _store_fit(self, result: FitResult, std: Standardizer, *, d: int, r: int,
+                   classes: Any, n_classes: int | None, layout: Any,
+                   log_lik: Callable[[], float]) -> None:
+        """Set the fitted attributes from the final ``result`` (user's units); ``log_lik()``
+        is the training log-likelihood when the solver did not report it."""
         # fitted attributes only now: a fit that raised leaves a fitted model as it was
         self.n_features_in_ = d
         if classes is not None:
@@ -641,8 +670,8 @@ class MixtureOfExperts:
         k_fit = result.params.n_experts
         self.n_experts_ = k_fit
         self.n_parameters_ = (
-            (k_fit - 1) * (r + 1) + k_fit * expert.n_params(r, n_classes) if layout is None
-            else layout.n_free_parameters(self.expert, k_fit, n_classes))
+            (k_fit - 1) * (r + 1) + k_fit * EXPERTS[self.expert].n_params(r, n_classes)
+            if layout is None else layout.n_free_parameters(self.expert, k_fit, n_classes))
         self.gating_coef_ = np.array(result.params.gating)
         self.expert_coef_ = np.array(result.params.expert_coef)
         if layout is not None:
@@ -653,24 +682,34 @@ class MixtureOfExperts:
         self.expert_variance_ = (None if result.params.expert_variance is None
                                  else np.array(result.params.expert_variance))
         # every solver reports it; the fallback (an extra pass over the data) only runs if not
-        log_lik = result.extra.get("log_likelihood")
-        self.log_likelihood_ = float(log_lik if log_lik is not None
-                                     else self._log_lik(X, y_enc).sum())
+        reported = result.extra.get("log_likelihood")
+        self.log_likelihood_ = float(reported if reported is not None else log_lik())
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.history_ = result.history
-        if layout is None:  # (the options' fits are on [1, X_gate, X]: not diagnosed here)
-            self._diagnose(internal, Xi, yi)
-        return self
 
     def _prune(self, run: FitResult, solver, Xi, yi, callback, options) -> FitResult:
         """flexmix's ``minprior``: remove experts whose weight share is below ``min_weight``
         and continue the fit with the others, until none is below (or one expert is left)."""
-        removed = []
         X1 = add_intercept(Xi)
+
+        def shares(params):
+            tau = e_step(X1, yi, params, self.ridge)[0]
+            return tau.mean(axis=0), effective_points(tau)
+
+        def refit(reduced, init_method):
+            return solver(Xi, yi, reduced, max_iter=self.max_iter, tol=self.tol,
+                          ridge=self.ridge, callback=callback, init_method=init_method,
+                          **options)
+
+        return self._prune_with(run, shares, refit)
+
+    def _prune_with(self, run: FitResult, shares, refit) -> FitResult:
+        """:meth:`_prune` given ``shares(params) -> (mean responsibility, effective points)``
+        (both (k,)) and ``refit(params, init_method) -> FitResult`` (in memory or on blocks)."""
+        removed = []
         while self.min_weight > 0 and run.params.n_experts > 1:
-            tau = e_step(X1, yi, run.params, self.ridge)[0]
-            share = tau.mean(axis=0)
+            share, eff = shares(run.params)
             small = share < self.min_weight
             if not small.any():
                 break
@@ -679,25 +718,23 @@ class MixtureOfExperts:
                 keep = np.array([int(np.argmax(share))])
             removed.append({"experts": np.flatnonzero(small).tolist(),
                             "shares": share[small].tolist(),
-                            "effective_points": effective_points(tau)[small].tolist(),
+                            "effective_points": eff[small].tolist(),
                             "objective": run.objective, "n_iter": run.n_iter})
             warnings.warn(
                 f"expert(s) {np.flatnonzero(small).tolist()} (0-based, of "
                 f"{run.params.n_experts}) held weight share(s) "
                 f"{[round(float(v), 4) for v in share[small]]} below min_weight="
-                f"{self.min_weight:g} ({[round(float(v), 1) for v in effective_points(tau)[small]]}"
+                f"{self.min_weight:g} ({[round(float(v), 1) for v in eff[small]]}"
                 " effective points) and were removed; the fit continued with "
                 f"{keep.size} expert(s) (n_experts_). Set min_weight=0 to keep every expert.",
                 DegenerateComponentWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
             p = run.params
             gating = p.gating[keep] - p.gating[keep][-1]
             var = None if p.expert_variance is None else p.expert_variance[keep]
             reduced = MoEParams(gating, p.expert_coef[keep], var, p.expert)
-            run = solver(Xi, yi, reduced, max_iter=self.max_iter, tol=self.tol,
-                         ridge=self.ridge, callback=callback, init_method=run.init_method,
-                         **options)
+            run = refit(reduced, run.init_method)
         if removed:
             run.extra["removed_experts"] = removed
         return run
@@ -711,6 +748,11 @@ class MixtureOfExperts:
         # with a ridge the penalised MLE is finite: large logits there are the fit, not a
         # solver stopping on the way to infinity
         found = separation(X1, yi, params, tau) if self.ridge == 0 else {}
+        self._warn_diagnostics(params, found, thin_experts(tau, params))
+
+    def _warn_diagnostics(self, params: MoEParams, found: dict, thin: dict,
+                          stacklevel: int = 4) -> None:
+        """Record and warn about separation (``found``) and thin experts (``thin``)."""
         self.fit_result_.extra["separation"] = found
         if found:
             where = ", ".join(f"{block} ({count} point(s))" for block, count in found.items())
@@ -722,9 +764,8 @@ class MixtureOfExperts:
                 " are wherever the solver stopped. Use a ridge (e.g. ridge=1e-2) for a finite, "
                 "penalised fit, or fewer experts / features.",
                 SoftmixWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
-        thin = thin_experts(tau, params)
         self.fit_result_.extra["thin_experts"] = thin
         n_par = EXPERTS[params.expert].n_params(params.n_features, params.n_classes)
         for i, eff in sorted(thin.items()):
@@ -734,7 +775,7 @@ class MixtureOfExperts:
                 "data (a spike of the likelihood, not a model). Raise min_weight, use fewer "
                 "experts or more data.",
                 DegenerateComponentWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
     # ----------------------------------------------------------------- predictions
@@ -742,15 +783,32 @@ class MixtureOfExperts:
         return logsumexp(log_joint_design(self._design1(X, X_gate), y_enc, self.params_),
                          axis=1)
 
+    def _lazy(self, method, X: Any, X_gate: Any, *others: Any, width: int | None = None,
+              dtype: Any = float):
+        """``method`` on every row block of a Dask ``X`` (and ``others``, e.g. ``y``): a lazy
+        Dask array (:func:`softmix.moe.dask.map_rows`). ``X_gate`` is not supported there."""
+        from softmix.moe.dask import map_rows
+
+        if X_gate is not None:
+            raise ValueError("X_gate with Dask arrays is not supported (Dask fits have no "
+                             "X_gate); drop X_gate.")
+        if not others:
+            return map_rows(lambda xb: method(xb), X, width=width, dtype=dtype)
+        return map_rows(lambda xb, yb: method(xb, yb), X, *others, width=width, dtype=dtype)
+
     def gate_proba(self, X: Any, X_gate: Any = None) -> np.ndarray:
         """Gate probabilities ``P(z = i | x)``, shape (n_samples, n_experts)."""
         check_fitted(self)
+        if _is_dask(X):
+            return self._lazy(self.gate_proba, X, X_gate, width=self.n_experts_)
         X = self._check_X(X)
         return np.exp(gate_log_proba_design(self._design1(X, X_gate), self.params_.gating))
 
     def posterior(self, X: Any, y: Any, X_gate: Any = None) -> np.ndarray:
         """Posterior expert probabilities ``P(z = i | x, y)``, shape (n_samples, n_experts)."""
         check_fitted(self)
+        if _is_dask(X) or _is_dask(y):
+            return self._lazy(self.posterior, X, X_gate, y, width=self.n_experts_)
         X = self._check_X(X)
         y_enc = self._check_y(y, X.shape[0], fit=False)
         lj = log_joint_design(self._design1(X, X_gate), y_enc, self.params_)
@@ -775,6 +833,8 @@ class MixtureOfExperts:
 
     def _predict_proba(self, X: Any, X_gate: Any = None) -> np.ndarray:
         check_fitted(self)
+        if _is_dask(X):
+            return self._lazy(self._predict_proba, X, X_gate, width=self.classes_.size)
         X = self._check_X(X)
         X1 = self._design1(X, X_gate)
         gate = np.exp(gate_log_proba_design(X1, self.params_.gating))
@@ -792,6 +852,9 @@ class MixtureOfExperts:
         ndarray of shape (n_samples,)
         """
         check_fitted(self)
+        if _is_dask(X):
+            dtype = float if self.expert == "gaussian" else self.classes_.dtype
+            return self._lazy(self.predict, X, X_gate, dtype=dtype)
         if self.expert != "gaussian":
             return self.classes_[np.argmax(self.predict_proba(X, X_gate), axis=1)]
         X = self._check_X(X)
@@ -800,12 +863,19 @@ class MixtureOfExperts:
         return np.sum(gate * EXPERTS["gaussian"].mean(X1, self.params_.expert_coef), axis=1)
 
     def score(self, X: Any, y: Any, X_gate: Any = None) -> float:
-        """Mean log-likelihood per sample, ``(1/n) sum_j log p(y_j | x_j)``."""
+        """Mean log-likelihood per sample, ``(1/n) sum_j log p(y_j | x_j)``.
+
+        With Dask arrays: a lazy 0-d Dask array (``.compute()`` gives the float)."""
+        if _is_dask(X) or _is_dask(y):
+            return self.score_samples(X, y, X_gate).mean()
         return float(np.mean(self.score_samples(X, y, X_gate)))
 
     def score_samples(self, X: Any, y: Any, X_gate: Any = None) -> np.ndarray:
-        """``log p(y_j | x_j)`` per sample, shape (n_samples,)."""
+        """``log p(y_j | x_j)`` per sample, shape (n_samples,) (a lazy Dask array for Dask
+        inputs)."""
         check_fitted(self)
+        if _is_dask(X) or _is_dask(y):
+            return self._lazy(self.score_samples, X, X_gate, y)
         X = self._check_X(X)
         return self._log_lik(X, self._check_y(y, X.shape[0], fit=False), X_gate)
 

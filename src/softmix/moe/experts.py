@@ -78,11 +78,12 @@ def weighted_least_squares(X1: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.n
     return np.concatenate([[y_mean - float(x_mean @ slope)], slope])
 
 
-def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted least squares without intercept (columns already centred)."""
-    xw = Xc * w[:, None]
-    gram = xw.T @ Xc
-    rhs = xw.T @ yc
+def solve_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """Solve the normal equations ``gram c = rhs`` by Cholesky of the equilibrated ``gram``
+    (``D^-1 gram D^-1``, ``D`` the square roots of its diagonal); None when that matrix is not
+    safely positive definite (a Cholesky diagonal below 1e-6 of the largest), where the
+    caller falls back to a least-squares solve. Shared by the in-memory weighted least
+    squares and the Dask M-step, which gets ``gram`` as a sum over row blocks."""
     scale = np.sqrt(np.diag(gram))
     if np.all(scale > 0) and np.all(np.isfinite(gram)):
         try:
@@ -93,6 +94,15 @@ def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
             diag = np.abs(np.diag(factor[0]))
             if diag.min() > 1e-6 * diag.max():
                 return linalg.cho_solve(factor, rhs / scale, check_finite=False) / scale
+    return None
+
+
+def _wls_centred(Xc: np.ndarray, yc: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares without intercept (columns already centred)."""
+    xw = Xc * w[:, None]
+    coef = solve_gram(xw.T @ Xc, xw.T @ yc)
+    if coef is not None:
+        return coef
     root = np.sqrt(w)
     coef, *_ = np.linalg.lstsq(Xc * root[:, None], yc * root, rcond=None)
     return coef
@@ -211,10 +221,7 @@ class _BaseExpert:
                 coef[i] = coef0[i]
                 if self.has_variance:
                     variance[i] = max(v0, variance_floor)
-                degenerate[i] = (
-                    f"total responsibility {float(w.sum()):.3g} (<= {EMPTY_WEIGHT:g} n): the "
-                    "expert is empty; its parameters were left unchanged"
-                )
+                degenerate[i] = empty_reason(float(w.sum()))
                 continue
             c, v, reason = self.fit_one(
                 X1, y, w, coef0[i], v0, ridge=ridge, max_iter=max_iter, tol=tol,
@@ -234,6 +241,22 @@ class _BaseExpert:
         if not self.is_classifier or not ridge:
             return 0.0
         return 0.5 * ridge * float(np.sum(np.asarray(coef) ** 2))
+
+
+def empty_reason(total: float) -> str:
+    """Why an expert with total responsibility ``total`` was left unchanged."""
+    return (f"total responsibility {total:.3g} (<= {EMPTY_WEIGHT:g} n): the expert is empty; "
+            "its parameters were left unchanged")
+
+
+def floor_reason(var: float, floor: float, effective: float) -> str:
+    """Why a Gaussian expert's variance ``var`` was set to the ``floor``."""
+    return (
+        f"its residual variance {var:.3g} is at or below the variance floor {floor:.3g} and "
+        f"was set to the floor: the expert fits its {effective:.1f} effective point(s) to "
+        "within that variance (a spike of the likelihood, not a model of the data, unless the "
+        "data are exactly linear there)"
+    )
 
 
 def warn_degenerate(degenerate: dict[int, str], when: str = "") -> None:
@@ -287,13 +310,7 @@ class GaussianExpert(_BaseExpert):
         var = float(w @ resid**2) / sw
         reason = None
         if not var > variance_floor:
-            reason = (
-                f"its residual variance {var:.3g} is at or below the variance floor "
-                f"{variance_floor:.3g} and was set to the floor: the expert fits its "
-                f"{_effective_points(w):.1f} effective point(s) to within that variance (a "
-                "spike of the likelihood, not a model of the data, unless the data are exactly "
-                "linear there)"
-            )
+            reason = floor_reason(var, variance_floor, _effective_points(w))
             var = variance_floor
         return coef, var, reason
 

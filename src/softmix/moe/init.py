@@ -143,15 +143,29 @@ def init_from_weights(
     return MoEParams(gating, coef, var, expert)
 
 
-def _standardised_pairs(X: np.ndarray, y: np.ndarray, expert: str,
-                        n_classes: int | None) -> np.ndarray:
-    """The pairs ``(x, y)`` (``y`` one-hot for multinomial experts), each column standardised."""
+def pairs(X: np.ndarray, y: np.ndarray, expert: str, n_classes: int | None) -> np.ndarray:
+    """The pairs ``(x, y)``, shape (n, d + 1) or, ``y`` one-hot for multinomial experts,
+    (n, d + C)."""
     if expert == "multinomial":
         yy = np.zeros((len(y), n_classes))
         yy[np.arange(len(y)), y.astype(np.intp)] = 1.0
     else:
         yy = np.asarray(y, dtype=float)[:, None]
-    data = np.hstack([X, yy])
+    return np.hstack([X, yy])
+
+
+def soft_weights(data: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``softmax_i(-||z_j - c_i||^2 / 2)``, shape (n, k): the soft responsibilities of
+    :func:`init_random` around the ``centres`` (k, m) of the standardised pairs ``data``."""
+    sq_dist = (np.sum(data**2, axis=1)[:, None] - 2.0 * data @ centres.T
+               + np.sum(centres**2, axis=1)[None, :])
+    return np.exp(log_softmax(-0.5 * sq_dist, axis=1))
+
+
+def _standardised_pairs(X: np.ndarray, y: np.ndarray, expert: str,
+                        n_classes: int | None) -> np.ndarray:
+    """The pairs ``(x, y)`` (``y`` one-hot for multinomial experts), each column standardised."""
+    data = pairs(X, y, expert, n_classes)
     sd = data.std(axis=0)
     return (data - data.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
@@ -180,9 +194,7 @@ def init_random(X, y, n_experts, expert="gaussian", *, rng, n_classes=None, ridg
     """
     data = _standardised_pairs(X, y, expert, n_classes)
     centres = data[rng.choice(len(y), size=n_experts, replace=False)]
-    sq_dist = (np.sum(data**2, axis=1)[:, None] - 2.0 * data @ centres.T
-               + np.sum(centres**2, axis=1)[None, :])
-    weights = np.exp(log_softmax(-0.5 * sq_dist, axis=1))
+    weights = soft_weights(data, centres)
     return init_from_weights(X, y, weights, expert, n_classes=n_classes, ridge=ridge,
                              variance_floor=variance_floor)
 

@@ -29,12 +29,18 @@ from softmix.inference.information import mixture_hessian, mixture_scores
 from softmix.moe.gating import add_intercept, gate_log_proba_design
 from softmix.moe.model import MoEParams, log_joint_design
 
-__all__ = ["MoELikelihood", "canonical_order"]
+__all__ = ["MoELikelihood", "canonical_order", "canonical_order_from_share"]
 
 
 def canonical_order(params: MoEParams, X: np.ndarray) -> np.ndarray:
     """Permutation putting experts in the canonical order (module docstring)."""
     share = np.exp(gate_log_proba_design(add_intercept(X), params.gating)).mean(axis=0)
+    return canonical_order_from_share(params, share)
+
+
+def canonical_order_from_share(params: MoEParams, share: np.ndarray) -> np.ndarray:
+    """:func:`canonical_order` from the mean gate probabilities ``share`` (k,) over the training
+    X (for data held in blocks, where ``share`` is a chunked reduction)."""
     coef = params.expert_coef
     intercept = coef[:, 0] if coef.ndim == 2 else coef[:, 0, 0]
     return np.lexsort([intercept, -np.round(share, 12)])

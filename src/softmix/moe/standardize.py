@@ -37,7 +37,7 @@ from scipy import linalg
 from softmix.exceptions import SoftmixWarning
 from softmix.moe.model import MoEParams
 
-__all__ = ["RANK_TOL", "Standardizer", "fit_standardizer"]
+__all__ = ["RANK_TOL", "Standardizer", "fit_standardizer", "standardizer_from_moments"]
 
 #: A standardised column is dropped when the pivoted-QR diagonal ``|R_jj|`` is below this
 #: fraction of ``|R_00|`` (the column is a combination of the others to ~1e-9 of its spread).
@@ -149,7 +149,36 @@ def fit_standardizer(X: np.ndarray, y: np.ndarray, gaussian: bool, *,
     """
     X = np.asarray(X, dtype=float)
     mean = X.mean(axis=0)
-    sd = X.std(axis=0)
+    y_mean = y_sd = None
+    if gaussian:
+        y = np.asarray(y, dtype=float)
+        y_mean, y_sd = float(y.mean()), float(y.std())
+    return standardizer_from_moments(mean, X.std(axis=0), np.max(np.abs(X), axis=0),
+                                     X - mean, y_mean, y_sd, warn=warn, stacklevel=4)
+
+
+def standardizer_from_moments(mean: np.ndarray, sd: np.ndarray, max_abs: np.ndarray,
+                              factor: np.ndarray, y_mean: float | None = None,
+                              y_sd: float | None = None, *, warn: bool = True,
+                              stacklevel: int = 3) -> Standardizer:
+    """:func:`fit_standardizer` from the columns' moments, for data held in blocks.
+
+    Parameters
+    ----------
+    mean, sd, max_abs : ndarray of shape (d,)
+        Column means, standard deviations (``ddof=0``) and largest absolute values of ``X``.
+    factor : ndarray of shape (m, d)
+        Any ``F`` with ``F'F = Xc'Xc`` for the centred columns ``Xc = X - mean``: ``Xc``
+        itself, or the ``R`` factor of its (tall-skinny) QR decomposition, which a chunked
+        reduction computes (:mod:`softmix.moe.dask`). Pivoted QR of ``F`` has the same ``R``
+        diagonal and pivots as that of ``Xc``, so the rank decision is the same.
+    y_mean, y_sd : float, optional
+        Location and spread of ``y`` (Gaussian experts); None: ``y`` is not standardised.
+    warn, stacklevel : bool, int
+        Emit the warning about dropped columns (at this ``stacklevel``).
+    """
+    mean, sd, max_abs = (np.asarray(v, dtype=float) for v in (mean, sd, max_abs))
+    factor = np.asarray(factor, dtype=float)
     # a spread at round-off level of the values is no spread (e.g. 1e6 + 1e-12 noise)
     constant = sd <= 64.0 * np.finfo(float).eps * np.maximum(np.abs(mean), np.finfo(float).tiny)
     scale = np.where(constant | (sd == 0), 1.0, sd)
@@ -157,13 +186,12 @@ def fit_standardizer(X: np.ndarray, y: np.ndarray, gaussian: bool, *,
     keep = candidates
     collinear: list[int] = []
     if candidates.size:
-        Z = (X[:, candidates] - mean[candidates]) / scale[candidates]
+        Z = factor[:, candidates] / scale[candidates]
         _, R, piv = linalg.qr(Z, mode="economic", pivoting=True, check_finite=False)
         diag = np.abs(np.diag(R))
         # a column is known only to its round-off, eps max|x_j| (e.g. x + 1e6): a residual
         # below that, relative to its spread, is no information either
-        precision = 1e3 * np.finfo(float).eps * np.max(np.abs(X[:, candidates]), axis=0) \
-            / scale[candidates]
+        precision = 1e3 * np.finfo(float).eps * max_abs[candidates] / scale[candidates]
         # the residual of a column on the earlier ones carries the round-off of all of them
         tol = np.maximum(RANK_TOL, np.maximum.accumulate(precision[piv])) \
             * (diag[0] if diag.size else 0.0)
@@ -171,12 +199,11 @@ def fit_standardizer(X: np.ndarray, y: np.ndarray, gaussian: bool, *,
         rank = int(np.argmin(ok)) if not ok.all() else ok.size
         keep = np.sort(candidates[piv[:rank]])
         collinear = sorted(candidates[piv[rank:]].tolist())
-    y_mean, y_scale = 0.0, 1.0
-    if gaussian:
-        y = np.asarray(y, dtype=float)
-        y_mean = float(y.mean())
-        y_sd = float(y.std())
+    y_scale = 1.0
+    if y_mean is not None and y_sd is not None:
         y_scale = y_sd if y_sd > 64.0 * np.finfo(float).eps * max(abs(y_mean), 1e-300) else 1.0
+    else:
+        y_mean = 0.0
     if warn and (constant.any() or collinear):
         parts = []
         if constant.any():
@@ -190,6 +217,6 @@ def fit_standardizer(X: np.ndarray, y: np.ndarray, gaussian: bool, *,
             "can use; their coefficients are reported as 0 and not counted in n_parameters_ "
             "(BIC/AIC). Remove them from X, or combine them into one column.",
             SoftmixWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return Standardizer(mean, scale, np.asarray(keep, dtype=np.intp), y_mean, y_scale)
