@@ -105,7 +105,11 @@ from softmix.softmax_mixture.model import (
     params_from_vector,
     params_to_vector,
 )
-from softmix.softmax_mixture.moments import design_diagnostics
+from softmix.softmax_mixture.moments import (
+    GAUSSIAN_TOLERANCE,
+    design_diagnostics,
+    hermite_polynomials,
+)
 
 __all__ = [
     "DEFAULT_MAX_ITER",
@@ -420,7 +424,8 @@ def make_em_map(
     callable
         The EM map. It carries ``em_map.stationarity(params, exact) -> float``, the hook
         :func:`softmix.core.em.run_em` takes (see :func:`stationarity`), which reuses the
-        E-step and M-step just done at ``params``.
+        E-step and M-step just done at ``params``, and ``em_map.objective(params) -> float``
+        (the objective the map returns), which shares the E-step with both.
 
     Notes
     -----
@@ -450,10 +455,24 @@ def make_em_map(
         # per-observation penalty finite
         return ridge * variances[None, :] / np.maximum(mass, 1e-100)[:, None]
 
-    def em_map(params: SoftmaxMixtureParams) -> tuple[SoftmaxMixtureParams, float]:
-        scores = cache.pop("scores", None) if cache.get("atoms") is params.atoms else None
+    def stats_at(params: SoftmaxMixtureParams) -> EStep:
+        """The E-step at ``params``, computed once per parameter object (the objective, the
+        map and the stop rule at the same iterate share it)."""
+        if cache.get("at") is params:
+            return cache["stats"]
+        scores = cache.get("scores") if cache.get("atoms") is params.atoms else None
         cache.clear()
-        stats = e_step(design, counts, params, scores)
+        cache["at"], cache["stats"] = params, e_step(design, counts, params, scores)
+        return cache["stats"]
+
+    def objective(params: SoftmaxMixtureParams) -> float:
+        value = stats_at(params).log_likelihood
+        if ridge:
+            value -= 0.5 * ridge * float(np.sum(variances * np.asarray(params.atoms) ** 2))
+        return value
+
+    def em_map(params: SoftmaxMixtureParams) -> tuple[SoftmaxMixtureParams, float]:
+        stats = stats_at(params)
         mass = stats.mass
         empty = mass <= 0.0
         for k in np.flatnonzero(empty):
@@ -510,11 +529,30 @@ def make_em_map(
 
     def stationarity(params: SoftmaxMixtureParams, exact: bool) -> float:
         if state.get("at") is not params:
-            em_map(params)  # one E-step + M-step at params (only for the returned parameters)
-            if state.get("at") is not params:  # pragma: no cover - em_map always records it
-                return float("nan")
+            # the returned parameters (never mapped): the E-step only (shared with the
+            # objective), the cheap metric of the gradient step, then the exact one if asked
+            stats = stats_at(params)
+            mass = stats.mass
+            targets = stats.weighted_sums / np.where(mass <= 0, 1.0, mass)[:, None]
+            pen = penalty_of(mass)
+            grads = targets - stats.mean_features
+            if pen is not None:
+                grads = grads - pen * np.asarray(params.atoms)
+            grads[mass <= 0] = 0.0
+            curv = variances if pen is None else variances + pen
+            state.clear()
+            state.update(at=params, mass=mass, targets=targets, exact=False,
+                         gains=0.5 * mass * np.sum(grads**2 / curv, axis=1))
         mass, targets, gains = state["mass"], state["targets"], state["gains"]
-        if exact and not state["exact"]:
+        if exact and not state["exact"] and design.n_working > _NEWTON_DENSE_MAX_FEATURES:
+            pen = penalty_of(mass)
+            live = np.flatnonzero(mass > 0)
+            gains = np.zeros_like(gains)
+            gains[live] = 0.5 * mass[live] * _batched_decrements(
+                design, np.asarray(params.atoms, dtype=float)[live], targets[live],
+                None if pen is None else pen[live])
+            state.update(gains=gains, exact=True)
+        elif exact and not state["exact"]:
             pen = penalty_of(mass)
             gains = np.zeros_like(gains)
             for k in np.flatnonzero(mass > 0):
@@ -525,7 +563,61 @@ def make_em_map(
         return _weight_gain(mass, params.weights, n_total) + float(np.sum(gains))
 
     em_map.stationarity = stationarity  # type: ignore[attr-defined]
+    em_map.objective = objective  # type: ignore[attr-defined]
     return em_map
+
+
+def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
+                        penalty: np.ndarray | None) -> np.ndarray:
+    """Newton decrements ``g_k' H_k^{-1} g_k`` of every component at once, matrix-free.
+
+    The same truncated conjugate gradients as :func:`softmix.core.solvers.newton_direction`
+    (``CG_RTOL``, ``CG_MAX_ITER``, the gradient itself when CG gives no ascent direction) on
+    ``H_k = Cov_{pi(theta_k)}(z) + _NEWTON_RIDGE + penalty_k`` (that of
+    :func:`_newton_objective`), run for the K components together: each CG iteration is one
+    ``design.scores`` (K, p) and one ``design.project`` (K, p) instead of K thin products.
+    """
+    from softmix.core.solvers import CG_MAX_ITER, CG_RTOL
+
+    if atoms.shape[0] == 0:
+        return np.zeros(0)
+    scores = _full_scores(design, atoms)
+    pi = np.exp(scores - _row_logsumexp(scores)[:, None])
+    chunks = design.chunks()
+    xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
+    grad = targets - xbar
+    diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
+    if penalty is not None:
+        grad = grad - penalty * atoms
+
+    def hess_times(v):  # (m, r) -> Cov_pi v + diag v, row by row
+        u = _full_scores(design, v)
+        cov_v = sum(design.project(pi[:, rows] * u[:, rows], rows) for rows in chunks)
+        return cov_v - xbar * np.sum(xbar * v, axis=1, keepdims=True) + diag * v
+
+    x = np.zeros_like(grad)
+    resid = grad.copy()
+    direction = resid.copy()
+    rs = np.sum(resid**2, axis=1)
+    stop = CG_RTOL * np.sqrt(rs)
+    active = np.sqrt(rs) > stop
+    for _ in range(CG_MAX_ITER):
+        if not np.any(active):
+            break
+        hd = hess_times(direction)
+        curv = np.sum(direction * hd, axis=1)
+        alpha = np.where(active & (curv > 0), rs / np.where(curv > 0, curv, 1.0), 0.0)
+        x += alpha[:, None] * direction
+        resid -= alpha[:, None] * hd
+        rs_new = np.sum(resid**2, axis=1)
+        active &= (np.sqrt(rs_new) > stop) & (curv > 0)
+        beta = np.where(active, rs_new / np.where(rs > 0, rs, 1.0), 0.0)
+        direction = resid + beta[:, None] * direction
+        rs = np.where(active, rs_new, rs)
+    dec = np.sum(grad * x, axis=1)
+    fallback = ~(dec > 0)  # as newton_direction: the gradient itself
+    dec[fallback] = np.sum(grad[fallback] ** 2, axis=1)
+    return np.maximum(dec, 0.0)
 
 
 def stationarity_of(em_map, params: SoftmaxMixtureParams) -> float:
@@ -608,8 +700,9 @@ def _full_scores(design: Design, atoms: np.ndarray) -> np.ndarray:
 def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
     """Resolve ``m_step="auto"``: ``"gradient"`` on a Gaussian-like whitened design, else Newton.
 
-    The rule and why: module docstring (``m_step="auto"``). Computed on the design's row
-    sample (``design.sample_index``; all rows when p is small): O(n L K), once per fit.
+    The rule and why: module docstring (``m_step="auto"``). Computed on a row sample held out
+    from the covariance's (:meth:`Design.holdout_index`; all rows when p is small): O(n L K),
+    once per fit.
 
     Parameters
     ----------
@@ -634,14 +727,26 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
     directions = atoms[norms > 1e-12] / norms[norms > 1e-12, None]  # (D, r)
     if directions.shape[0] == 0:  # every atom at the centre: check the principal axes
         directions = np.eye(atoms.shape[1])[: start.n_components]
-    # u'z_j on the design's row sample (every row when p is small), standardised on it: the
-    # sampled whitening is only approximate, and the diagnostic's threshold
-    # max(GAUSSIAN_TOLERANCE, 4 / sqrt(n)) accounts for the n rows' sampling error
-    projected = design.sample_working(directions)  # (n, D) float64
-    projected = projected - projected.mean(axis=0)
-    spread = projected.std(axis=0)
-    projected = projected / np.where(spread > 0, spread, 1.0)
-    diag = design_diagnostics(projected, np.eye(projected.shape[1]), 4)
+    # u'z_j on a row sample held out from the covariance's (every row when p is small),
+    # standardised on it: the sampled whitening is only approximate, and the diagnostic's
+    # threshold max(GAUSSIAN_TOLERANCE, 4 / sqrt(n)) accounts for the n rows' sampling error
+    sample = _standardised(design.sample_working(directions))  # (n, D)
+    diag = design_diagnostics(sample, np.eye(directions.shape[0]), 4)
+    if not design.exact:
+        # the same decision as on all p rows unless the sample cannot tell: each score's
+        # standard error from the sample itself (heavy tails make it larger than the Gaussian
+        # 1/sqrt(n)); within 4 of them of the all-row threshold, decide on all rows (O(p L K))
+        p = design.n_alternatives
+        threshold = max(GAUSSIAN_TOLERANCE, 4.0 / np.sqrt(p))
+        he = hermite_polynomials(sample, 4)[2:]  # (2, n, D): He_3, He_4
+        norms = np.sqrt([6.0, 24.0])[:, None]
+        scores = np.abs(he.mean(axis=1)) / norms
+        se = he.std(axis=1) / norms / np.sqrt(sample.shape[0])
+        clear = np.any(scores - 4 * se > threshold) or np.all(scores + 4 * se <= threshold)
+        if not clear:
+            diag = design_diagnostics(
+                _standardised(design.sample_working(directions, np.arange(p))),
+                np.eye(directions.shape[0]), 4)
     m_step = "gradient" if diag.gaussian else "newton"
     compare = "<=" if diag.gaussian else ">"
     rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
@@ -651,6 +756,13 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
                 "Newton step is used"))
     return m_step, {"m_step_rule": rule, "design_hermite_score": diag.max_score,
                     "design_hermite_threshold": diag.threshold}
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit variance (a constant column is only centred)."""
+    values = values - values.mean(axis=0)
+    spread = values.std(axis=0)
+    return values / np.where(spread > 0, spread, 1.0)
 
 
 def _max_atom_change(a: SoftmaxMixtureParams, b: SoftmaxMixtureParams) -> float:
@@ -817,11 +929,7 @@ def fit_em(
         def user_callback(it, params, value):
             return callback(it, design.from_working(params), value)
 
-    def penalised(prm):
-        value = e_step(design, counts, prm).log_likelihood
-        if ridge:
-            value -= 0.5 * ridge * float(np.sum(design.variances * prm.atoms**2))
-        return value
+    penalised = em_map.objective  # shares its E-step with the map and the stop rule
 
     name = f"softmax-mixture EM (m_step={m_step!r})"
 
