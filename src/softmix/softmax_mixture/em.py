@@ -744,9 +744,8 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
         se = he.std(axis=1) / norms / np.sqrt(sample.shape[0])
         clear = np.any(scores - 4 * se > threshold) or np.all(scores + 4 * se <= threshold)
         if not clear:
-            diag = design_diagnostics(
-                _standardised(design.sample_working(directions, np.arange(p))),
-                np.eye(directions.shape[0]), 4)
+            diag = design_diagnostics(_standardised(_full_scores(design, directions).T),
+                                      np.eye(directions.shape[0]), 4)
     m_step = "gradient" if diag.gaussian else "newton"
     compare = "<=" if diag.gaussian else ">"
     rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
