@@ -832,7 +832,8 @@ def fit_em(
         :func:`softmix.core.em.run_em`; an iteration is then one SQUAREM cycle (up to three EM
         maps, ``result.extra["n_map_evals"]``). Same fixed points as plain EM.
     dtype : {"float64", "float32"}
-        Storage of the working design and precision of the two large products per iteration
+        Precision of the two large products per iteration (a float32 ``features`` array is
+        always used as is, in float32; ``"float32"`` on float64 features makes one float32 copy)
         (``X theta'`` and ``X' R``); everything else (exponentials, sums over alternatives,
         the log-likelihood, the M-step solves) is float64. float32 halves the design's memory
         and the products' memory traffic; the optimum it reaches agreed with float64's to
