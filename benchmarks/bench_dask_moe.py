@@ -252,11 +252,14 @@ def main(argv=None) -> int:
     if args.write:
         path = HERE / "RESULTS.md"
         old = path.read_text()
-        title = f"{SECTION} ({args.label})"
+        title = f"{SECTION[3:]} ({args.label})"  # the heading may carry a section number
         at = old.find(title)
-        if at >= 0:  # replace this section (up to the next "## " heading)
+        if at >= 0:  # replace this section (up to the next "## " heading), keeping its heading
+            start = old.rfind("\n## ", 0, at) + 1
             end = old.find("\n## ", at + len(title))
-            old = old[:at] + (old[end + 1:] if end >= 0 else "")
+            heading = old[start:at]
+            text = heading + text[3:]
+            old = old[:start] + (old[end + 1:] if end >= 0 else "")
         path.write_text(old.rstrip("\n") + "\n\n" + text)
     return 0
 

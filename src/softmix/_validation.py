@@ -151,10 +151,15 @@ def check_fitted(estimator: Any, attribute: str = "params_") -> None:
         )
 
 
-def check_scale(arr: np.ndarray, name: str) -> None:
+def check_scale(arr: np.ndarray, name: str, *, magnitude: float | None = None) -> None:
     """Reject values so large that sums of squares over the rows of ``arr`` overflow (a
-    ValueError naming ``name`` that asks to rescale), e.g. a Gram matrix ``X'X``."""
-    check_scale_max(float(np.max(np.abs(arr))) if arr.size else 0.0, arr.shape[0], name)
+    ValueError naming ``name`` that asks to rescale), e.g. a Gram matrix ``X'X``.
+    ``magnitude``: ``max |arr|`` when the caller already has it (no pass over ``arr``)."""
+    if magnitude is not None:
+        big = float(magnitude)
+    else:
+        big = float(np.max(np.abs(arr))) if arr.size else 0.0
+    check_scale_max(big, arr.shape[0], name)
 
 
 def check_scale_max(big: float, n_rows: int, name: str) -> None:

@@ -93,10 +93,12 @@ class SoftmaxMixture:
         same fixed points as exact EM; use 20 or more for an exact M-step (studies of EM
         itself). Why 1 is the default: docs/performance.md.
     dtype : {"float64", "float32"} or numpy dtype, default="float64"
-        Storage of EM's working copy of the design and precision of the two large matrix
-        products per iteration; exponentials, sums, the log-likelihood and the M-step solves
-        stay float64 (see :func:`softmix.softmax_mixture.em.fit_em`). float32 halves the
-        design's memory; the optimum agrees with float64's to ~1e-7 (relative log-likelihood).
+        Precision of the two large matrix products per iteration, which run on the design
+        itself (no working copy); exponentials, sums, the log-likelihood and the M-step solves
+        stay float64 (see :func:`softmix.softmax_mixture.em.fit_em`). A float32 design is used
+        as given (never copied), so its products are float32 whatever ``dtype`` says;
+        ``"float32"`` on a float64 design makes one centred float32 copy (half its memory).
+        The optimum agrees with float64's to ~1e-7 (relative log-likelihood).
     ridge : float, default=0.0
         Penalty ``ridge / 2 * sum_k Var_j(x_j' theta_k)`` on the atoms (a Gaussian prior on
         each class's utilities; scale-free, a fixed number of nats whatever N). 0 is maximum
@@ -320,10 +322,12 @@ class SoftmaxMixture:
         """
         if _panel.is_panel_call(counts, groups, covariates):
             return _panel.fit_estimator(self, features, choices, counts, groups, covariates)
-        features = check_features(features)
+        features, stats = check_features(features, return_range=True)  # used as is, no copy
         n = to_counts(features, choices, counts)
         hp = self._check_hyperparameters(features.shape[0])
-        design = prepare_design(features, dtype=hp["dtype"])  # warns once about unidentified directions
+        # warns once about unidentified directions; exact (all rows) only for ridge's metric
+        design = prepare_design(features, dtype=hp["dtype"], exact=hp["ridge"] > 0,
+                                column_stats=stats)
         rng = check_random_state(self.random_state)
         identified, nominal = self._count(features.shape[0], features.shape[1],
                                           hp["n_components"], design.n_unidentified)
@@ -341,7 +345,8 @@ class SoftmaxMixture:
             )
 
         def fit_one(child: np.random.Generator) -> FitResult:
-            params0, name = resolve_init(self.init, features, n, hp["n_components"], child)
+            params0, name = resolve_init(self.init, features, n, hp["n_components"], child,
+                                         design=design)
             return fit_em(
                 design, n, params0, m_step=hp["m_step"], step_size=hp["step_size"],
                 max_iter=hp["max_iter"], tol=hp["tol"], callback=self.callback,
