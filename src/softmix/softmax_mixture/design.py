@@ -158,6 +158,26 @@ def prepare_design(
 _FACE_TOL = 1e-7
 
 
+def _spans_affinely(design: Design, chosen: np.ndarray) -> bool:
+    """True when (a spread subset of) the chosen alternatives affinely spans the identified space.
+
+    Then no hyperplane ``x'c = t`` contains them all, so they lie on no proper face and the LP of
+    :func:`face_direction` is not needed: an O(m L r) rank check on ``m <= 4 r + 1`` chosen rows
+    in working coordinates. [measured] On MiniLM's 21,719 x 384 word embeddings with 18,123
+    chosen tokens the LP took 367 s (on a loaded 2-core machine), this check well under a second.
+    False (undecided: the LP decides) when the subset is rank-deficient.
+    """
+    rows = np.flatnonzero(chosen)
+    r = design.transform.shape[1]
+    if rows.size <= r:
+        return False
+    pick = rows[np.unique(np.linspace(0, rows.size - 1, min(rows.size, 4 * r + 1)).astype(int))]
+    block = np.asarray(design.features[pick], dtype=float)
+    z = (block - block.mean(axis=0)) @ design.transform
+    sv = np.linalg.svd(z, compute_uv=False)
+    return bool(sv.size == r and sv[-1] > 1e-6 * sv[0])
+
+
 def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
     """A direction along which every atom can move forever, raising the likelihood, or None.
 
@@ -181,7 +201,7 @@ def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
         alternatives are not on a proper face.
     """
     chosen = np.asarray(counts) > 0
-    if chosen.all():
+    if chosen.all() or _spans_affinely(design, chosen):
         return None
     from scipy.optimize import linprog
 

@@ -83,7 +83,7 @@ from scipy.sparse.linalg import LinearOperator
 from softmix._validation import check_choice, check_float, check_int
 from softmix.core.em import run_em
 from softmix.core.result import FitResult
-from softmix.core.solvers import newton_direction, newton_maximize
+from softmix.core.solvers import CG_MAX_ITER, newton_direction, newton_maximize
 from softmix.core.special import logsumexp
 from softmix.exceptions import ConvergenceWarning, DegenerateComponentWarning, SoftmixWarning
 from softmix.softmax_mixture.design import Design, face_direction, prepare_design
@@ -309,7 +309,8 @@ def component_objective(
     return value, target - xbar, -weighted_covariance(features_t.T, pi, xbar)
 
 
-def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None):
+def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None, *,
+                      dense: bool = False):
     """``component_objective`` for :func:`newton_maximize`, with the Hessian made definite.
 
     [chosen] ``-(Cov_pi(x) + _NEWTON_RIDGE I)`` (working coordinates are whitened, so I is the
@@ -318,9 +319,14 @@ def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None):
     The maximiser is unchanged (the objective and gradient are exact). ``penalty`` (r,), when
     given, adds ``-penalty . theta^2 / 2`` to the objective (the ``ridge`` prior, per
     observation of the component: ``ridge * variances / c_k``) and to the Hessian.
+
+    Above ``_NEWTON_DENSE_MAX_FEATURES`` features the Hessian is a matrix-free operator unless
+    ``dense=True``; the returned function then records in ``fun.cg_truncated`` whether any
+    conjugate-gradient solve on it used the whole ``CG_MAX_ITER`` budget (see
+    :func:`_newton_step`).
     """
     length = features_t.shape[0]
-    matrix_free = length > _NEWTON_DENSE_MAX_FEATURES
+    matrix_free = length > _NEWTON_DENSE_MAX_FEATURES and not dense
     diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
 
     def fun(theta: np.ndarray, order: int):
@@ -333,13 +339,59 @@ def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None):
             value = value - 0.5 * float(penalty @ theta**2)
             grad = grad - penalty * theta
         if matrix_free:
-            op = hess
-            return value, grad, LinearOperator(
-                op.shape, matvec=lambda v: op.matvec(v) - diag * np.ravel(v), dtype=float
-            )
+            op, calls = hess, [0]
+
+            def matvec(v):
+                calls[0] += 1
+                if calls[0] >= CG_MAX_ITER:
+                    fun.cg_truncated = True
+                return op.matvec(v) - diag * np.ravel(v)
+
+            return value, grad, LinearOperator(op.shape, matvec=matvec, dtype=float)
         return value, grad, hess - np.diag(np.broadcast_to(diag, (length,)))
 
+    fun.cg_truncated = False  # type: ignore[attr-defined]
     return fun
+
+
+#: [chosen, measured] Largest number of (identified) features for which a component whose
+#: matrix-free Newton solve is truncated switches to the dense Hessian. Forming ``Cov_pi(z)``
+#: costs ~L/40 times the CG budget in flops (2 p L^2 vs 20 x 4 p L) but runs at BLAS-3 speed:
+#: on MiniLM's 21,719 x 384 word embeddings one dense Newton M-step took 1.0 s against 1.5 s
+#: for the truncated CG one, and gained 179 nats against 6 (benchmarks/RESULTS.md, section
+#: "real vocabulary"). Above this the dense Hessian (p L^2 per component) is not affordable.
+_NEWTON_DENSE_FALLBACK_MAX_FEATURES = 1024
+
+
+def _newton_step(features_t, target, theta, penalty, dense, **options):
+    """One component's Newton M-step; returns ``(NewtonResult, dense_used)``.
+
+    [chosen] Matrix-free Newton-CG first (when above ``_NEWTON_DENSE_MAX_FEATURES``); if a CG
+    solve used its whole budget, the direction is not a Newton direction (truncated CG on an
+    ill-conditioned ``Cov_pi(z)``: a softmax concentrated on a few alternatives) and the
+    predicted gain it reports is an underestimate, so the step is redone with the dense
+    Hessian (Cholesky) when ``L <= _NEWTON_DENSE_FALLBACK_MAX_FEATURES``. ``dense=True`` (the
+    component needed it before in this fit: curvature changes slowly) goes dense directly.
+    """
+    fun = _newton_objective(features_t, target, penalty, dense=dense)
+    res = newton_maximize(fun, theta, **options)
+    if (not dense and fun.cg_truncated
+            and features_t.shape[0] <= _NEWTON_DENSE_FALLBACK_MAX_FEATURES):
+        return newton_maximize(_newton_objective(features_t, target, penalty, dense=True),
+                               theta, **options), True
+    return res, dense
+
+
+def _newton_decrement(features_t, target, theta, penalty, dense) -> float:
+    """``g' (-H)^{-1} g`` of one component's M-step objective at ``theta`` (the same dense or
+    matrix-free choice as :func:`_newton_step`: a truncated CG solve would underestimate it)."""
+    fun = _newton_objective(features_t, target, penalty, dense=dense)
+    _, grad, hess = fun(theta, 2)
+    value = max(float(grad @ newton_direction(grad, hess)), 0.0)
+    if (not dense and fun.cg_truncated
+            and features_t.shape[0] <= _NEWTON_DENSE_FALLBACK_MAX_FEATURES):
+        return _newton_decrement(features_t, target, theta, penalty, True)
+    return value
 
 
 #: [chosen] The Newton M-step's inner tolerance when ``tol=0`` (a fixed number of EM iterations),
@@ -406,6 +458,7 @@ def make_em_map(
     cache: dict = {}
     warned: set[int] = set()
     state: dict = {}
+    dense_components: set[int] = set()  # components whose Newton-CG solve was truncated
 
     def penalty_of(mass):
         """Per-component penalty diagonal (K, r) in per-observation units, or None."""
@@ -452,14 +505,16 @@ def make_em_map(
             new_atoms, new_scores = atoms.copy(), None
             inner = tol / (10.0 * params.n_components) if tol > 0 else _INNER_TOL_FLOOR
             for k in np.flatnonzero(~empty):
-                res = newton_maximize(
-                    _newton_objective(features_t, targets[k], None if pen is None else pen[k]),
-                    atoms[k],
+                res, use_dense = _newton_step(
+                    features_t, targets[k], atoms[k], None if pen is None else pen[k],
+                    int(k) in dense_components,
                     max_iter=newton_max_iter,
                     max_step=_NEWTON_MAX_STEP,
                     tol=inner,
                     weight=float(mass[k]),
                 )
+                if use_dense:
+                    dense_components.add(int(k))
                 new_atoms[k] = res.x
                 gains[k] = 0.5 * mass[k] * res.decrement0
         new = SoftmaxMixtureParams._from_em(weights, new_atoms)  # fresh arrays, owned here
@@ -483,9 +538,9 @@ def make_em_map(
             pen = penalty_of(mass)
             gains = np.zeros_like(gains)
             for k in np.flatnonzero(mass > 0):
-                fun = _newton_objective(features_t, targets[k], None if pen is None else pen[k])
-                _, grad, hess = fun(np.asarray(params.atoms[k], dtype=float), 2)
-                gains[k] = 0.5 * mass[k] * max(float(grad @ newton_direction(grad, hess)), 0.0)
+                gains[k] = 0.5 * mass[k] * _newton_decrement(
+                    features_t, targets[k], np.asarray(params.atoms[k], dtype=float),
+                    None if pen is None else pen[k], int(k) in dense_components)
             state.update(gains=gains, exact=True)
         return _weight_gain(mass, params.weights, n_total) + float(np.sum(gains))
 
