@@ -20,7 +20,12 @@ Two M-steps:
 ``m_step="newton"`` [chosen: the paper's box is not available to us]
     The exact M-step: damped Newton per component (:func:`softmix.core.solvers.newton_maximize`,
     Armijo backtracking, Cholesky of ``Cov_pi(x)``), warm started at the current atom. Exact EM,
-    so the log-likelihood never decreases. Each Newton iteration costs O(p L^2) per component.
+    so the log-likelihood never decreases. Each Newton iteration costs O(p L^2) per component;
+    above 30 features the Hessian is matrix-free (Newton-CG, O(p L) per product), except for a
+    component whose CG solve used its whole budget (an ill-conditioned ``Cov_pi``: a softmax
+    concentrated on a few alternatives, as on real word embeddings), which switches to the
+    dense Hessian for the rest of the fit (:func:`_newton_step`; measured in
+    docs/guide/softmax-mixture.md, "Real embedding matrices").
 ``m_step="gradient"`` (the paper's first-order EM)
     One ascent step ``theta_k <- theta_k + eta (m_k - xbar(theta_k))``, eta = ``step_size``.
     Safeguard (spec section 2): the step is accepted only if ``Q_k`` does not decrease, else eta
@@ -344,7 +349,7 @@ def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None, 
             def matvec(v):
                 calls[0] += 1
                 if calls[0] >= CG_MAX_ITER:
-                    fun.cg_truncated = True
+                    fun.cg_truncated = True  # type: ignore[attr-defined]
                 return op.matvec(v) - diag * np.ravel(v)
 
             return value, grad, LinearOperator(op.shape, matvec=matvec, dtype=float)
