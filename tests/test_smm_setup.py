@@ -204,7 +204,7 @@ def test_random_init_on_a_sampled_design_is_cheap_and_at_the_data_scale():
 
 def test_face_check_is_recorded_as_skipped_when_too_large(monkeypatch):
     x, counts, params = _mixture(p=500, length=3)
-    counts[:10] = 0.0
+    counts[3:] = 0.0  # 3 chosen alternatives cannot span r = 3 dimensions affinely
     monkeypatch.setattr(design_mod, "FACE_LP_MAX_ENTRIES", 100)
     res = fit_em(x, counts, params, max_iter=2, tol=0.0, warn=False)
     assert res.extra["face_check"] == "skipped"
@@ -220,7 +220,8 @@ def test_batched_newton_decrements_equal_the_per_component_ones():
     stats = e_step(design, counts, start)
     targets = stats.weighted_sums / stats.mass[:, None]
     for pen in (None, np.full((4, 40), 0.3)):
-        batched = _batched_decrements(design, np.asarray(start.atoms), targets, pen)
+        batched, truncated = _batched_decrements(design, np.asarray(start.atoms), targets, pen)
+        assert not truncated.any()
         single = []
         for k in range(4):
             _, grad, hess = _newton_objective(design, targets[k], None if pen is None

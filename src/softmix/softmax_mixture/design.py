@@ -198,6 +198,31 @@ class Design:
         out -= stacked.sum(axis=1)[:, None] * self.mean
         return out @ self.transform
 
+    def weighted_covariance(self, weights: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """``sum_j w_j (z_j - c)(z_j - c)'``, float64, shape (r, r): with ``w = pi(theta)`` and
+        ``c = xbar(theta)`` the dense Newton Hessian ``Cov_pi(z)`` (centred before the product,
+        so no cancellation on an ill-conditioned covariance).
+
+        For r <= 30 from the cached ``working_rows_t``; otherwise in row blocks of at most
+        ~32 MB of working rows (``scores`` of the identity on each block), so no design-sized
+        array is formed. Cost O(p L r).
+        """
+        w = np.asarray(weights, dtype=float)
+        c = np.asarray(centre, dtype=float)[:, None]
+        r = self.n_working
+        if r <= _SMALL_WORKING:
+            z = self.working_rows_t() - c
+            out = (z * w) @ z.T
+            return (out + out.T) / 2.0
+        eye = np.eye(r)
+        step = max(1, (32 << 20) // (8 * r))
+        out = np.zeros((r, r))
+        for start in range(0, self.n_alternatives, step):
+            rows = slice(start, min(start + step, self.n_alternatives))
+            z = self.scores(eye, rows) - c  # (r, n_rows)
+            out += (z * w[rows]) @ z.T
+        return (out + out.T) / 2.0
+
     # -- derived, cached -------------------------------------------------------------------
 
     def working_rows_t(self) -> np.ndarray:
@@ -269,6 +294,11 @@ def identity_design(features: np.ndarray) -> Design:
     variances = np.asarray(x.var(axis=0), dtype=float)
     return Design(x, np.zeros(length), eye, eye, 0, False, variances, np.arange(p),
                   design_chunk_rows(p, 1))
+
+
+#: Working dimensions up to which the working rows ``z'`` (r, p) are cached (the dense Newton
+#: Hessian below ``em._NEWTON_DENSE_MAX_FEATURES``).
+_SMALL_WORKING = 30
 
 
 def _collinear_columns(vectors: np.ndarray) -> list[int]:
@@ -441,6 +471,26 @@ def prepare_design(
 _FACE_TOL = 1e-7
 
 
+def _spans_affinely(design: Design, chosen: np.ndarray) -> bool:
+    """True when (a spread subset of) the chosen alternatives affinely spans the identified space.
+
+    Then no hyperplane ``x'c = t`` contains them all, so they lie on no proper face and the LP of
+    :func:`face_direction` is not needed: an O(m L r) rank check on ``m <= 4 r + 1`` chosen rows
+    in working coordinates. [measured] On MiniLM's 21,719 x 384 word embeddings with 18,123
+    chosen tokens the LP took 367 s (on a loaded 2-core machine), this check well under a second.
+    False (undecided: the LP decides) when the subset is rank-deficient.
+    """
+    rows = np.flatnonzero(chosen)
+    r = design.transform.shape[1]
+    if rows.size <= r:
+        return False
+    pick = rows[np.unique(np.linspace(0, rows.size - 1, min(rows.size, 4 * r + 1)).astype(int))]
+    block = np.asarray(design.features[pick], dtype=float)
+    z = (block - block.mean(axis=0)) @ design.transform
+    sv = np.linalg.svd(z, compute_uv=False)
+    return bool(sv.size == r and sv[-1] > 1e-6 * sv[0])
+
+
 def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
     """A direction along which every atom can move forever, raising the likelihood, or None.
 
@@ -465,7 +515,7 @@ def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
         alternatives are not on a proper face.
     """
     chosen = np.asarray(counts) > 0
-    if chosen.all() or face_check_skipped(design, counts):
+    if chosen.all() or _spans_affinely(design, chosen) or face_check_skipped(design, counts):
         return None
     from scipy.optimize import linprog
 
@@ -488,8 +538,12 @@ def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
 
 
 def face_check_skipped(design: Design, counts: np.ndarray) -> bool:
-    """True when some alternative is unchosen but the face LP is too large to solve
-    (``p (r + 1) > FACE_LP_MAX_ENTRIES``): the existence of the MLE is then not checked."""
-    if bool(np.all(np.asarray(counts) > 0)):
+    """True when some alternative is unchosen, the chosen ones do not provably span (see
+    ``_spans_affinely``) and the face LP is too large to solve (``p (r + 1) >
+    FACE_LP_MAX_ENTRIES``): the existence of the MLE is then not checked."""
+    chosen = np.asarray(counts) > 0
+    if bool(np.all(chosen)):
         return False
-    return design.n_alternatives * (design.n_working + 1) > FACE_LP_MAX_ENTRIES
+    if design.n_alternatives * (design.n_working + 1) <= FACE_LP_MAX_ENTRIES:
+        return False
+    return not _spans_affinely(design, chosen)

