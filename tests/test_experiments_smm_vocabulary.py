@@ -50,6 +50,8 @@ def test_separated_languages_are_recovered(separated):
     assert rec["accuracy"] > 0.9 and abs(rec["accuracy"] - rec["bayes_accuracy"]) < 0.01
     assert abs(rec["recovered"] - rec["oracle"]) < 0.01
     assert rec["weight_l1"] < 0.05
+    assert rec["matches_align"] and rec["best_matching_accuracy"] == pytest.approx(
+        rec["accuracy"])
     conf = np.array([[r["value"] for r in rows if r["kind"] == "confusion"
                       and r["n_components"] == 3 and r["language"] == lang]
                      for lang in ("lang0", "lang1", "lang2")])

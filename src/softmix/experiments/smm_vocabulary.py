@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import optimize
 
 from softmix.core.restarts import spawn
 from softmix.experiments.runner import cell
@@ -67,10 +68,14 @@ class Config:
     en/fr/de/es/it, projected on 16 principal components, N = 10^6, K = 1..6, 2 random starts
     per K, up to 1,000 SQUAREM cycles per start.
 
-    ``max_iter = 1000`` (the estimator's default) is what the fits need at L = 16: on this
-    design K >= 3 does not converge within 300 cycles (measured, see
-    docs/experiments/smm-vocabulary.md). ``source="synthetic"`` ignores ``languages`` and
-    uses ``len(weights)`` synthetic languages of ``n_tokens`` (default 400) tokens.
+    ``m_step = "newton"``, not the estimator's ``"auto"``: on these designs ``"auto"`` may
+    choose the gradient M-step (it does at p = 3,000, L = 8, the quick setting), which stalls
+    there (K = 3..5: still ~40 nats of predicted gain after 1,000 SQUAREM cycles, not
+    converged), while the Newton M-step converges in 30-70 cycles to a higher likelihood
+    (measured; docs/experiments/smm-vocabulary.md). ``m_step="auto"`` runs the default fit.
+    ``max_iter = 1000`` is the estimator's default. ``source="synthetic"`` ignores
+    ``languages`` and uses ``len(weights)`` synthetic languages of ``n_tokens`` (default 400)
+    tokens.
     """
 
     source: str = "minilm"
@@ -83,6 +88,7 @@ class Config:
     n_init: int = 2
     max_iter: int = 1000
     tol: float = DEFAULT_TOL
+    m_step: str = "newton"
     separation: float = 3.0
 
     @classmethod
@@ -127,7 +133,8 @@ def _fit_k(features, counts, k: int, config: Config, rng: np.random.Generator) -
     runs = []
     best = None
     for r, child in enumerate(spawn(rng, config.n_init)):
-        model = SoftmaxMixture(k, max_iter=config.max_iter, tol=config.tol, random_state=child)
+        model = SoftmaxMixture(k, m_step=config.m_step, max_iter=config.max_iter,
+                               tol=config.tol, random_state=child)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # non-convergence is recorded, not warned
@@ -224,6 +231,14 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
                              "class": j, "value": float(conf[i, j]),
                              "aligned": k == n_lang})
         if k == n_lang:
+            # the matching most favourable to the fit: Hungarian on the hard confusion itself
+            # (an upper bound on what any class <-> language labelling could show)
+            _, best = optimize.linear_sum_assignment(-conf_hard)
+            share = np.asarray(config.weights, dtype=float)  # as recovery() weighs them
+            rows.append({"kind": "matching", "n_components": k,
+                         "accuracy": float(share @ conf_hard[np.arange(n_lang), best]),
+                         "recovered": float(share @ conf[np.arange(n_lang), best]),
+                         "matches_align": bool(np.all(best == np.arange(n_lang)))})
             for i, lang in enumerate(vocab.languages):
                 rows.append({"kind": "weights", "n_components": k, "language": lang,
                              "true_weight": float(config.weights[i]),
@@ -247,7 +262,10 @@ def recovery(rows: list[dict]) -> dict:
     draw's own language's class, and ``oracle``, the same under the true model; ``accuracy``,
     the share of draws whose most probable class is their language's, and ``bayes_accuracy``,
     the Bayes rule's (the best any token-level classifier can do); ``weight_l1`` is
-    ``||w_hat - w||_1``. Empty when K = number of languages was not fitted."""
+    ``||w_hat - w||_1``; ``best_matching_accuracy``, the accuracy under the class <-> language
+    matching most favourable to the fit (Hungarian on the confusion itself, an upper bound on
+    any labelling's), and ``matches_align``, whether that matching is align's. Empty when
+    K = number of languages was not fitted."""
     w = _of(rows, "weights")
     if not w:
         return {}
@@ -255,6 +273,10 @@ def recovery(rows: list[dict]) -> dict:
     out = {key: float(tw @ [r[key] for r in w])
            for key in ("recovered", "oracle", "accuracy", "bayes_accuracy")}
     out["weight_l1"] = float(np.abs(tw - [r["fitted_weight"] for r in w]).sum())
+    m = _of(rows, "matching")
+    if m:
+        out["best_matching_accuracy"] = m[0]["accuracy"]
+        out["matches_align"] = m[0]["matches_align"]
     return out
 
 
@@ -290,6 +312,8 @@ def summarize(rows: list[dict], config: Config) -> str:
                      f"{r['bic']:,.1f} | {r['n_converged']}/{r['n_init']} | "
                      f"{r['seconds']:.3g} |")
     lines += ["", f"Selected K (BIC, converged runs only): {k_sel}."]
+    if k_sel is not None and len(ks) > 1 and k_sel == max(r["n_components"] for r in ks):
+        lines.append("It is the largest K of the grid: the BIC optimum may lie beyond it.")
     sel_bic = next((r["bic"] for r in ks if r["selected"]), np.inf)
     excluded = [r["n_components"] for r in ks if not r["converged"] and r["bic"] < sel_bic]
     if excluded:
@@ -307,7 +331,10 @@ def summarize(rows: list[dict], config: Config) -> str:
              f"language's class {rec['recovered']:.1%} (the true model: {rec['oracle']:.1%}); "
              f"draws whose most probable class is their language's {rec['accuracy']:.1%} "
              f"(Bayes rule, the best any token-level classifier can do: "
-             f"{rec['bayes_accuracy']:.1%}); ||w_hat - w||_1 = {rec['weight_l1']:.3f}."),
+             f"{rec['bayes_accuracy']:.1%}); ||w_hat - w||_1 = {rec['weight_l1']:.3f}. "
+             "Under the matching most favourable to the fit (Hungarian on the confusion "
+             f"itself{', the same as align' if rec['matches_align'] else ''}) the accuracy "
+             f"is {rec['best_matching_accuracy']:.1%}."),
             "",
             ("| language | true weight | fitted weight | own-class posterior (truth) | "
              "accuracy (Bayes) |"),
@@ -356,7 +383,7 @@ def plot(rows: list[dict], config: Config, out_dir) -> list[Path]:
         if any(r["n_components"] == k for r in _of(rows, "confusion")):
             panels.append(("confusion", k, f"fitted classes, K = {k}"
                            + (" (aligned)" if k == len(langs) else "")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False,
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.3), squeeze=False,
                              layout="constrained")
     for ax, (kind, k, title) in zip(axes[0], panels):
         m, cols = _matrix(rows, kind, langs, k)
@@ -366,8 +393,11 @@ def plot(rows: list[dict], config: Config, out_dir) -> list[Path]:
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="w" if m[i, j] < 0.5 else "k")
         ax.set_yticks(range(len(langs)), langs)
-        ax.set_xticks(range(len(cols)), [str(c) for c in cols])
-        ax.set_xlabel("language" if kind == "oracle" else "class")
+        aligned = kind == "confusion" and k == len(langs)
+        ax.set_xticks(range(len(cols)), [f"{c}\n({langs[c]})" if aligned else str(c)
+                                         for c in cols])
+        ax.set_xlabel("language" if kind == "oracle" else
+                      "class (matched language)" if aligned else "class")
         if ax is axes[0][0]:
             ax.set_ylabel("language of the draw")
         ax.set_title(title, fontsize=9)
