@@ -131,7 +131,7 @@ def vocabulary(config: Config, rng: np.random.Generator) -> LanguageVocabulary:
 def _fit_k(features, counts, k: int, config: Config, rng: np.random.Generator) -> dict:
     """``n_init`` single-start fits at K = k; every run's outcome and the best converged one."""
     runs = []
-    best = None
+    best: SoftmaxMixture | None = None
     for r, child in enumerate(spawn(rng, config.n_init)):
         model = SoftmaxMixture(k, m_step=config.m_step, max_iter=config.max_iter,
                                tol=config.tol, random_state=child)
@@ -148,6 +148,7 @@ def _fit_k(features, counts, k: int, config: Config, rng: np.random.Generator) -
         if best is None or (model.converged_, model.log_likelihood_) > (best.converged_,
                                                                          best.log_likelihood_):
             best = model
+    assert best is not None  # n_init >= 1 (checked by SoftmaxMixture)
     return {"runs": runs, "best": {
         "converged": bool(best.converged_), "log_likelihood": best.log_likelihood_,
         "bic": best.bic(), "aic": best.aic(), "n_parameters": best.n_parameters_,
@@ -206,7 +207,7 @@ def run(config: Config, rng: np.random.Generator, progress=None) -> list[dict]:
         if progress is not None:
             progress(done + 1, total)
     competing = {k: f["best"]["bic"] for k, f in fits.items() if f["best"]["converged"]}
-    chosen = min(competing, key=competing.get) if competing else None
+    chosen = min(competing, key=lambda k: competing[k]) if competing else None
     for k, f in fits.items():
         b = f["best"]
         rows.append({"kind": "k", "n_components": k, "log_likelihood": b["log_likelihood"],
@@ -378,11 +379,12 @@ def plot(rows: list[dict], config: Config, out_dir) -> list[Path]:
         title="smm-vocabulary: BIC by K (converged fits)"))
 
     langs = _of(rows, "data")[0]["languages"].split()
-    panels = [("oracle", None, "true model: P(language | token)")]
-    for k in sorted({len(langs), selected_k(rows) or len(langs)}):
-        if any(r["n_components"] == k for r in _of(rows, "confusion")):
-            panels.append(("confusion", k, f"fitted classes, K = {k}"
-                           + (" (aligned)" if k == len(langs) else "")))
+    panels: list[tuple[str, int | None, str]] = [
+        ("oracle", None, "true model: P(language | token)")]
+    for kk in sorted({len(langs), selected_k(rows) or len(langs)}):
+        if any(r["n_components"] == kk for r in _of(rows, "confusion")):
+            panels.append(("confusion", kk, f"fitted classes, K = {kk}"
+                           + (" (aligned)" if kk == len(langs) else "")))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.3), squeeze=False,
                              layout="constrained")
     for ax, (kind, k, title) in zip(axes[0], panels):
