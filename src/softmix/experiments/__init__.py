@@ -26,6 +26,7 @@ REGISTRY: dict[str, str] = {
     "smm-rates": "smm_rates",
     "smm-components": "smm_components",
     "smm-cost": "smm_cost",
+    "smm-vocabulary": "smm_vocabulary",
     "moe-em-vs-gd": "moe_em_vs_gd",
     "moe-inverted-images": "moe_inverted_images",
     "moe-voronoi": "moe_voronoi",
