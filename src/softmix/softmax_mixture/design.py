@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from softmix.core import xp as _xp
 from softmix.exceptions import SoftmixWarning
 from softmix.softmax_mixture.model import (
     _CHUNK_ROWS,
@@ -121,9 +122,12 @@ def prepare_design(
             "the atoms. Give features that vary across alternatives."
         )
     if r and warn:
-        magnitude = np.max(np.abs(features), axis=0)
-        constant = np.flatnonzero(np.ptp(features, axis=0) <= 1e3 * np.finfo(float).eps
-                                  * magnitude)
+        top = _xp.host(features.max(axis=0) if _xp.is_numpy(features)
+                       else _xp.namespace(features).max(features, axis=0))
+        low = _xp.host(features.min(axis=0) if _xp.is_numpy(features)
+                       else _xp.namespace(features).min(features, axis=0))
+        magnitude = np.maximum(np.abs(top), np.abs(low))
+        constant = np.flatnonzero(top - low <= 1e3 * np.finfo(float).eps * magnitude)
         collinear = sorted(set(_collinear_columns(vectors[:, null])) - set(constant.tolist()))
         parts = []
         if constant.size:
@@ -146,11 +150,34 @@ def prepare_design(
     transform = basis / scale[:, None] / spread
     inverse = (basis * scale[:, None] * spread).T
     variances = np.ones(basis.shape[1]) if whiten else values[~null].copy()
+    if not _xp.is_numpy(features):
+        working_t = _working_on_device(features, mean, transform, dtype)
+        return Design(features, transform, inverse, working_t, r, bool(whiten), variances)
     working_t = np.empty((basis.shape[1], features.shape[0]), dtype=np.dtype(dtype))
     for start in range(0, features.shape[0], _CHUNK_ROWS):  # no (p, L) temporary
         block = features[start : start + _CHUNK_ROWS] - mean
         working_t[:, start : start + _CHUNK_ROWS] = (block @ transform).T
     return Design(features, transform, inverse, working_t, r, bool(whiten), variances)
+
+
+def _working_on_device(features, mean: np.ndarray, transform: np.ndarray, dtype: str):
+    """``z' = B' (X - xbar)'`` (r, p) for an array of another namespace, built on its device in
+    row blocks, in the design's own dtype (float32 stays float32; ``dtype="float32"`` also makes
+    a float64 design float32): the working design never visits the host."""
+    xp = _xp.namespace(features)
+    import array_api_compat
+
+    work = xp.float32 if dtype == "float32" else features.dtype
+    centre = _xp.from_host(mean, features, work)
+    basis = _xp.from_host(transform, features, work)
+    p = features.shape[0]
+    out = xp.empty((transform.shape[1], p), dtype=work,
+                   device=array_api_compat.device(features))
+    for start in range(0, p, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, p)  # the array API has no out-of-range slice stops
+        block = xp.astype(features[start:stop, :], work) - centre
+        out[:, start:stop] = xp.matmul(block, basis).T
+    return out
 
 
 #: Optimal value of the face LP above which a face is reported (the LP's slacks are in working,
@@ -185,7 +212,7 @@ def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
         return None
     from scipy.optimize import linprog
 
-    z = np.asarray(design.working_t, dtype=float).T  # (p, r)
+    z = _xp.to_host(design.working_t).T  # (p, r); from a device: one host copy, only here
     r = z.shape[1]
     on, off = z[chosen], z[~chosen]
     ones_on, ones_off = np.ones((on.shape[0], 1)), np.ones((off.shape[0], 1))

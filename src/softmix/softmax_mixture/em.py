@@ -81,6 +81,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from softmix._validation import check_choice, check_float, check_int
+from softmix.core import xp as _xp
 from softmix.core.em import run_em
 from softmix.core.result import FitResult
 from softmix.core.solvers import newton_direction, newton_maximize
@@ -176,7 +177,10 @@ class EStep:
 
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
-    """``log sum_j exp(scores_kj)`` per row, max-shifted (a lean scipy.special.logsumexp)."""
+    """``log sum_j exp(scores_kj)`` per row, max-shifted (a lean scipy.special.logsumexp); on
+    the host whatever namespace ``scores`` is in."""
+    if not _xp.is_numpy(scores):
+        return _xp.to_host(_xp.logsumexp(scores, axis=-1))
     row_max = scores.max(axis=-1, keepdims=True)
     return (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
 
@@ -189,7 +193,11 @@ _SAFE_RANGE = 600.0
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` in float64. With a float32 design (``fit_em(dtype="float32")``) the product runs
     in float32 on the design itself (half the memory traffic, no float64 copy of it) and only
-    the small result is widened: every exp, sum and log of EM stays in float64."""
+    the small result is widened: every exp, sum and log of EM stays in float64. With a design on
+    another namespace (:mod:`softmix.core.xp`) the product runs on its device, and so does the
+    result."""
+    if not (_xp.is_numpy(a) and _xp.is_numpy(b)):
+        return _xp.dot(a, b)
     if a.dtype == np.float32 or b.dtype == np.float32:
         return (a.astype(np.float32, copy=False) @ b.astype(np.float32, copy=False)).astype(
             np.float64
@@ -223,7 +231,13 @@ def e_step(
     responsibilities ``alpha_k pi_jk / sum_k' alpha_k' pi_jk'`` are computed in probability
     space: one exp over the scores and one log over the chosen alternatives, nothing clipped.
     Otherwise the same quantities are computed in log space (logsumexp over components).
+
+    With ``features_t`` in another namespace (a CUDA tensor, a CuPy array: :mod:`softmix.core.
+    xp`) the (K, p) and (2K, p) work stays on its device, in float64 (:func:`_e_step_xp`); the
+    statistics returned are NumPy float64 (K and K x L numbers).
     """
+    if not _xp.is_numpy(features_t):
+        return _e_step_xp(features_t, counts, params, scores)
     k = params.n_components
     if scores is None:
         scores = _dot(params.atoms, features_t)
@@ -263,6 +277,48 @@ def e_step(
     )
 
 
+def _e_step_xp(features_t, counts, params: SoftmaxMixtureParams, scores=None) -> EStep:
+    """:func:`e_step` with the design in another array namespace: the same formulas (both the
+    probability-space and the log-space branch), the (K, p) work in float64 on the design's
+    device, the small statistics copied to the host."""
+    xp = _xp.namespace(features_t)
+    k = params.n_components
+    if scores is None:
+        scores = _dot(params.atoms, features_t)  # (K, p) float64 on the device
+    n = counts if not _xp.is_numpy(counts) else _xp.from_host(counts, scores)
+    chosen = n > 0
+    zero = xp.zeros_like(scores[0, :])
+    row_max = xp.max(scores, axis=1, keepdims=True)
+    shifted = scores - row_max
+    if float(xp.min(shifted)) > -_SAFE_RANGE:
+        pi = xp.exp(shifted)
+        norm = xp.sum(pi, axis=1, keepdims=True)
+        pi = pi / norm
+        log_partition = _xp.to_host(row_max + xp.log(norm))[:, 0]
+        mix = xp.matmul(_xp.from_host(params.weights, scores), pi)  # (p,)
+        loglik = float(xp.sum(xp.where(chosen, n * xp.log(xp.where(chosen, mix, zero + 1.0)),
+                                       zero)))
+        resp = pi * (n / mix) * _xp.from_host(params.weights, scores)[:, None]
+    else:
+        log_partition_d = _xp.logsumexp(scores, axis=1, keepdims=True)
+        log_partition = _xp.to_host(log_partition_d)[:, 0]
+        log_pi = scores - log_partition_d
+        joint = log_pi + _xp.from_host(_log_weights(params.weights), scores)[:, None]
+        log_mix = _xp.logsumexp(joint, axis=0)
+        loglik = float(xp.sum(xp.where(chosen, n * log_mix, zero)))
+        log_mix = xp.where(xp.isfinite(log_mix), log_mix, zero + float("inf"))
+        resp = xp.exp(joint - log_mix) * n
+        pi = xp.exp(log_pi)
+    products = _xp.to_host(_dot(xp.concat([resp, pi], axis=0), features_t.T))  # (2K, L)
+    return EStep(
+        log_likelihood=loglik,
+        log_partition=log_partition,
+        mass=_xp.to_host(xp.sum(resp, axis=1)),
+        weighted_sums=products[:k],
+        mean_features=products[k:],
+    )
+
+
 def component_objective(
     features_t: np.ndarray, target: np.ndarray, theta: np.ndarray, order: int = 2,
     *, matrix_free: bool = False,
@@ -296,12 +352,12 @@ def component_objective(
         value = -np.inf
     if order == 0:
         return value
-    pi = np.exp(s - log_z)
-    xbar = _dot(features_t, pi)
+    pi = np.exp(s - log_z) if _xp.is_numpy(s) else _xp.namespace(s).exp(s - log_z)
+    xbar = _xp.host(_dot(features_t, pi))
     if matrix_free:
         def neg_cov_times(v):
             v = np.ravel(v)
-            return xbar * float(xbar @ v) - _dot(features_t, pi * _dot(v, features_t))
+            return xbar * float(xbar @ v) - _xp.host(_dot(features_t, pi * _dot(v, features_t)))
 
         length = features_t.shape[0]
         return value, target - xbar, LinearOperator((length, length), matvec=neg_cov_times,
@@ -403,6 +459,9 @@ def make_em_map(
         variances = features_t.var(axis=1)
     counts = np.asarray(counts, dtype=float)
     n_total = float(counts.sum())
+    # the counts the E-step multiplies on the design's device, moved there once per map
+    counts_e = counts if _xp.is_numpy(features_t) else _xp.from_host(
+        counts, features_t, _xp.namespace(features_t).float64)
     cache: dict = {}
     warned: set[int] = set()
     state: dict = {}
@@ -418,7 +477,7 @@ def make_em_map(
     def em_map(params: SoftmaxMixtureParams) -> tuple[SoftmaxMixtureParams, float]:
         scores = cache.pop("scores", None) if cache.get("atoms") is params.atoms else None
         cache.clear()
-        stats = e_step(features_t, counts, params, scores)
+        stats = e_step(features_t, counts_e, params, scores)
         mass = stats.mass
         empty = mass <= 0.0
         for k in np.flatnonzero(empty):
@@ -551,14 +610,27 @@ def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step
         eta *= 0.5
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx] + eta * direction[idx]
-        scores[idx] = _dot(new_atoms[idx], features_t)
-        q_new[idx] = q_of(new_atoms[idx], scores[idx], idx)
+        scores = _set_rows(scores, idx, _dot(new_atoms[idx], features_t))
+        q_new[idx] = q_of(new_atoms[idx], scores[idx] if _xp.is_numpy(scores)
+                          else _xp.namespace(scores).take(scores, _xp.from_host(
+                              idx, scores, _xp.namespace(scores).int64), axis=0), idx)
         bad[idx] = ~(q_new[idx] >= q_old[idx])
     if np.any(bad):  # no ascent found along the gradient: keep those atoms (Q_k unchanged)
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx]
-        scores[idx] = _dot(atoms[idx], features_t)
+        scores = _set_rows(scores, idx, _dot(atoms[idx], features_t))
     return new_atoms, scores, grad
+
+
+def _set_rows(scores, idx: np.ndarray, rows):
+    """``scores[idx] = rows`` (NumPy), or row by row for another namespace (integer-array
+    assignment is not in the array API)."""
+    if _xp.is_numpy(scores):
+        scores[idx] = rows
+        return scores
+    for i, k in enumerate(idx.tolist()):
+        scores[k, :] = rows[i, :]
+    return scores
 
 
 def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
@@ -589,7 +661,7 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
     directions = atoms[norms > 1e-12] / norms[norms > 1e-12, None]  # (D, r)
     if directions.shape[0] == 0:  # every atom at the centre: check the principal axes
         directions = np.eye(atoms.shape[1])[: start.n_components]
-    projected = _dot(directions, design.working_t).T  # (p, D) float64: u'z_j
+    projected = _xp.host(_dot(directions, design.working_t)).T  # (p, D) float64: u'z_j
     diag = design_diagnostics(projected, np.eye(projected.shape[1]), 4)
     m_step = "gradient" if diag.gaussian else "newton"
     compare = "<=" if diag.gaussian else ">"
@@ -752,7 +824,7 @@ def fit_em(
     # [measured] the criterion cannot go below the precision of the arithmetic: it stalled at
     # ~3e-17 N nats in float64 (N = 2e5 and 1e10) and 3e-10 N to 1e-8 N with float32 products
     # (their ~1e-4 whitened-unit error in m_k - xbar_k); floor the tolerance there
-    floor = _PRECISION_FLOOR[work_t.dtype.name] * float(counts.sum())
+    floor = _PRECISION_FLOOR[_xp.dtype_name(work_t)] * float(counts.sum())
     tol_stop = max(tol, floor) if tol > 0 else 0.0
     em_map = make_em_map(
         design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter,
@@ -780,7 +852,7 @@ def fit_em(
             tol=tol_stop,
             param_tol=param_tol,
             param_distance=_max_atom_change,
-            monotone=work_t.dtype == np.float64,
+            monotone=_xp.dtype_name(work_t) == "float64",
             callback=user_callback,
             init_method=init_method,
             name=name,
