@@ -86,19 +86,26 @@ def _timed_fit(features, counts, k: int, iters: int, backend: str, dtype: str) -
     """One fit of exactly ``iters`` iterations; per-iteration times from the callback (each
     callback follows a log-likelihood that was brought to the host, so the device is synced)."""
     stamps: list[float] = []
+    moved: list[int] = []
+
+    def record(it, prm, val):
+        stamps.append(time.perf_counter())
+        moved.append(softmix_xp.TRANSFERRED["to_host"] + softmix_xp.TRANSFERRED["from_host"])
+
     _sync(backend)
     start = time.perf_counter()
     est = SoftmaxMixture(k, m_step="gradient", accelerate=None, max_iter=iters, tol=0.0,
                          random_state=0, dtype=dtype,
-                         callback=lambda it, prm, val: stamps.append(time.perf_counter()))
+                         callback=record)
     est.fit(features, counts=counts)
     _sync(backend)
     total = time.perf_counter() - start
     steps = np.diff(stamps) if len(stamps) > 1 else np.array([total])
     per_iter = float(np.median(steps))
+    traffic = float(np.median(np.diff(moved))) if len(moved) > 1 else float("nan")
     return {"seconds_total": total, "seconds_per_iteration": per_iter,
             "seconds_setup": max(stamps[0] - start - per_iter, 0.0) if stamps else total,
-            "n_iter": int(est.n_iter_), "history": [float(v) for v in est.history_],
+            "host_device_bytes_per_iteration": traffic, "n_iter": int(est.n_iter_), "history": [float(v) for v in est.history_],
             "log_likelihood": float(est.log_likelihood_)}
 
 
@@ -121,6 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--small", action="store_true",
                         help="tiny case (p=2000, L=32, K=4): seconds on a CPU")
     parser.add_argument("--iters", type=int, default=None, help="EM iterations per run")
+    parser.add_argument("-p", "--n-alternatives", type=int, default=None,
+                        help="override p (e.g. to measure the host<->device traffic at the "
+                        "full L and K on a small design)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     args = parser.parse_args(argv)
     if args.device == "cuda" and args.backend == "numpy":
@@ -128,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     case = dict(SMALL if args.small else FULL)
     if args.iters is not None:
         case["iters"] = args.iters
+    if args.n_alternatives is not None:
+        case["n_alternatives"] = args.n_alternatives
     p, length, k, iters = (case["n_alternatives"], case["n_features"], case["n_components"],
                            case["iters"])
     if args.backend == "torch":
@@ -177,15 +189,19 @@ def main(argv: list[str] | None = None) -> dict:
          f"SQUAREM), float32 design; devices measured: {', '.join(measured)}; GPU: "
          f"{table['gpu']}"),
         "",
-        ("| device | backend | dtype | setup s | s / iteration | final log-likelihood "
+        ("| device | backend | dtype | setup s | s / iteration | host<->device bytes / "
+         "iteration | final log-likelihood "
          f"| max rel. diff of log-likelihood per iteration vs {reference['backend']} "
          f"{reference['dtype']} |"),
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['device']} | {row['backend']} | {row['dtype']} | {row['seconds_setup']:.3g} "
-            f"| {row['seconds_per_iteration']:.3g} | {row['log_likelihood']:.10g} "
+            f"| {row['seconds_per_iteration']:.3g} | "
+            + (f"{row['host_device_bytes_per_iteration']:.0f}" if row["backend"] != "numpy"
+               else "0 (host)")
+            + f" | {row['log_likelihood']:.10g} "
             f"| {row['loglik_rel_diff']:.2e} |")
     if speed:
         lines += ["", speed]

@@ -23,13 +23,20 @@ from softmix.exceptions import SoftmixWarning
 from softmix.softmax_mixture.em import e_step, fit_em, prepare_design
 from softmix.softmax_mixture.model import SoftmaxMixtureParams, log_mixture_probabilities
 
-xs = pytest.importorskip(
-    "array_api_strict", reason="needs array-api-strict: pip install 'softmix[dev]' (or "
-    "pip install array-api-strict array-api-compat)")
-pytest.importorskip("array_api_compat", reason="needs array-api-compat: pip install "
-                    "'softmix[array-api]'")
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compat() -> None:
+    pytest.importorskip("array_api_compat", reason="needs array-api-compat: pip install "
+                        "'softmix[array-api]'")
+
+
+@pytest.fixture(scope="module")
+def xs():
+    _compat()
+    return pytest.importorskip(
+        "array_api_strict", reason="needs array-api-strict: pip install 'softmix[dev]' (or "
+        "pip install array-api-strict)")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +51,7 @@ def _fit(features, counts, **kw):
 
 
 @pytest.mark.parametrize("m_step", ["newton", "gradient"])
-def test_strict_fit_equals_numpy(data, m_step):
+def test_strict_fit_equals_numpy(xs, data, m_step):
     x, n = data
     ref = _fit(x, n, m_step=m_step)
     est = _fit(xs.asarray(x), n, m_step=m_step)
@@ -56,7 +63,7 @@ def test_strict_fit_equals_numpy(data, m_step):
     assert est.m_step_used_ == ref.m_step_used_
 
 
-def test_strict_default_fit_and_returned_arrays(data):
+def test_strict_default_fit_and_returned_arrays(xs, data):
     x, n = data
     ref = SoftmaxMixture(3, random_state=2).fit(x, counts=n)
     est = SoftmaxMixture(3, random_state=2).fit(xs.asarray(x), counts=n)
@@ -77,7 +84,7 @@ def test_strict_default_fit_and_returned_arrays(data):
     assert est.sample(20, random_state=0).shape == (20,)
 
 
-def test_strict_e_step_log_space_branch():
+def test_strict_e_step_log_space_branch(xs):
     """Scores spread over more than 600 nats: the log-space branch, equal to NumPy's."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((50, 3))
@@ -92,7 +99,7 @@ def test_strict_e_step_log_space_branch():
                                    atol=1e-12)
 
 
-def test_strict_ridge_unidentified_and_face(data):
+def test_strict_ridge_unidentified_and_face(xs, data):
     x, n = data
     x2 = np.column_stack([x, np.ones(x.shape[0])])  # a constant column: warned, projected out
     counts = n.copy()
@@ -105,7 +112,7 @@ def test_strict_ridge_unidentified_and_face(data):
     assert est.log_likelihood_ == pytest.approx(ref.log_likelihood_, rel=1e-12)
 
 
-def test_fit_em_and_log_mixture_on_strict(data):
+def test_fit_em_and_log_mixture_on_strict(xs, data):
     x, n = data
     start = SoftmaxMixtureParams(np.full(3, 1 / 3), np.random.default_rng(1).normal(size=(3, 4)))
     ref = fit_em(x, n, start, max_iter=4, tol=0.0, accelerate="squarem")
@@ -116,7 +123,7 @@ def test_fit_em_and_log_mixture_on_strict(data):
                                atol=1e-12)
 
 
-def test_errors_on_other_namespaces(data):
+def test_errors_on_other_namespaces(xs, data):
     x, n = data
     bad = x.copy()
     bad[3, 1] = np.nan
@@ -135,6 +142,7 @@ def test_errors_on_other_namespaces(data):
 def _torch():
     torch = pytest.importorskip(
         "torch", reason="needs PyTorch (not a softmix dependency): pip install torch")
+    _compat()
     torch.set_num_threads(1)
     return torch
 
@@ -158,7 +166,7 @@ def test_torch_float32_stays_float32(data):
     design = prepare_design(x32)
     assert design.working_t.dtype == torch.float32  # no float64 copy of the design
     assert design.features is x32
-    ref = _fit(x.astype(np.float32), n, dtype="float32")
+    ref = _fit(x.astype(np.float32), n, dtype="float32")  # NumPy: float64 setup, float32 copy
     est = _fit(x32, n)
     assert est.atoms_.dtype == np.float64
     np.testing.assert_allclose(est.atoms_, ref.atoms_, atol=1e-4)
@@ -172,7 +180,7 @@ def test_torch_float32_stays_float32(data):
 # -- the GPU benchmark's tiny CPU case (what CI can run) ------------------------------------
 
 def test_gpu_benchmark_small_cpu_case(tmp_path):
-    if importlib.util.find_spec("torch") is None:
+    if None in (importlib.util.find_spec("torch"), importlib.util.find_spec("array_api_compat")):
         backend = "numpy"
     else:
         backend = "torch"

@@ -34,6 +34,10 @@ __all__ = [
 
 _INSTALL = "pip install 'softmix[array-api]'"
 
+#: Bytes moved by :func:`to_host` and :func:`from_host` since import (or the last reset): how
+#: ``benchmarks/gpu.py`` measures the host <-> device traffic per EM iteration.
+TRANSFERRED = {"to_host": 0, "from_host": 0}
+
 
 def is_numpy(x: Any) -> bool:
     """True for a NumPy array or anything :func:`numpy.asarray` takes as is (lists, scalars,
@@ -105,6 +109,7 @@ def to_host(x: Any, dtype: Any = np.float64) -> np.ndarray:
             out = np.asarray(array_api_compat.to_device(x, "cpu"))
         except (ValueError, TypeError, AttributeError, NotImplementedError):
             out = np.from_dlpack(x)
+    TRANSFERRED["to_host"] += int(out.nbytes)
     return out if dtype is None else out.astype(dtype, copy=False)
 
 
@@ -118,6 +123,7 @@ def from_host(a: Any, like: Any, dtype: Any = None):
     a = np.asarray(a)
     if not a.flags.writeable:  # torch warns on read-only buffers (frozen parameters)
         a = a.copy()
+    TRANSFERRED["from_host"] += int(a.nbytes)
     return xp.asarray(a, dtype=target, device=array_api_compat.device(like))
 
 

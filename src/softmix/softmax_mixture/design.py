@@ -168,15 +168,16 @@ def _working_on_device(features, mean: np.ndarray, transform: np.ndarray, dtype:
     import array_api_compat
 
     work = xp.float32 if dtype == "float32" else features.dtype
-    centre = _xp.from_host(mean, features, work)
-    basis = _xp.from_host(transform, features, work)
+    centre = _xp.from_host(mean, features, xp.float64)
+    basis = _xp.from_host(transform, features, xp.float64)
     p = features.shape[0]
     out = xp.empty((transform.shape[1], p), dtype=work,
                    device=array_api_compat.device(features))
     for start in range(0, p, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, p)  # the array API has no out-of-range slice stops
-        block = xp.astype(features[start:stop, :], work) - centre
-        out[:, start:stop] = xp.matmul(block, basis).T
+        # centred and rotated in float64 blocks (as the host path does), stored in ``work``
+        block = xp.astype(features[start:stop, :], xp.float64) - centre
+        out[:, start:stop] = xp.astype(xp.matmul(block, basis).T, work)
     return out
 
 

@@ -589,17 +589,20 @@ def _weighted_covariance_xp(features: Any, weights: Any = None, mean: Any = None
     the device."""
     xp = _xp.namespace(features)
     p, length = features.shape
-    dtype = features.dtype
     w = None if weights is None else (
-        _xp.from_host(weights, features) if _xp.is_numpy(weights) else xp.astype(weights, dtype))
+        _xp.from_host(weights, features, xp.float64) if _xp.is_numpy(weights) else weights)
     if mean is None:
         mean = (_xp.host(_xp.dot(w, features)) / float(xp.sum(w)) if w is not None
                 else _xp.to_host(xp.sum(features, axis=0, dtype=xp.float64)) / p)
-    centre = _xp.from_host(_xp.host(mean), features)
+    centre = _xp.from_host(_xp.host(mean), features, xp.float64)
+    if w is not None:
+        w = xp.astype(w, xp.float64)
     out = np.zeros((length, length))
     for start in range(0, p, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, p)  # the array API has no out-of-range slice stops
-        block = features[start:stop, :] - centre
+        # float64 blocks, as on the host: identification thresholds eigenvalues at 1e-10 of the
+        # largest, beyond float32's resolution (a float32 Gram matrix changed r at L = 4096)
+        block = xp.astype(features[start:stop, :], xp.float64) - centre
         right = block if w is None else block * w[start:stop, None]
         out += _xp.to_host(xp.matmul(block.T, right))
     return (out + out.T) / 2.0
