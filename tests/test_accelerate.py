@@ -257,7 +257,7 @@ def test_smm_float32_within_tolerance_of_float64(m_step):
     # float32's fixed point is defined only to its products' precision (the stop criterion stalls
     # at ~1e-8 N nats, 0.01 nats here, where fit_em floors its tolerance): ~3 standard errors
     np.testing.assert_allclose(f32.params.atoms, f64.params.atoms, atol=1e-2)
-    assert prepare_design(d.features, dtype="float32").working_t.dtype == np.float32
+    assert prepare_design(d.features, dtype="float32").features.dtype == np.float32
 
 
 def test_smm_bad_dtype():

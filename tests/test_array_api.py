@@ -135,6 +135,8 @@ def test_errors_on_other_namespaces(xs, data):
         SoftmaxMixture(2).fit(xs.asarray(x), counts=np.vstack([n, n]))
     with pytest.raises(ValueError, match="2-D"):
         SoftmaxMixture(2).fit(xs.asarray(x[:, 0]), counts=n)
+    design = prepare_design(xs.asarray(x), dtype="float32")  # a float64 array asked float32
+    assert design.dtype == np.float32 and softmix_xp.dtype_name(design.features) == "float32"
 
 
 # -- PyTorch (CPU here; the same code runs on CUDA: benchmarks/gpu.py) -----------------------
@@ -164,9 +166,9 @@ def test_torch_float32_stays_float32(data):
     x, n = data
     x32 = torch.asarray(x, dtype=torch.float32)
     design = prepare_design(x32)
-    assert design.working_t.dtype == torch.float32  # no float64 copy of the design
-    assert design.features is x32
-    ref = _fit(x.astype(np.float32), n, dtype="float32")  # NumPy: float64 setup, float32 copy
+    assert design.features is x32  # EM reads the tensor itself: no copy, no float64 copy
+    assert design.dtype == np.float32
+    ref = _fit(x.astype(np.float32), n, dtype="float32")
     est = _fit(x32, n)
     assert est.atoms_.dtype == np.float64
     np.testing.assert_allclose(est.atoms_, ref.atoms_, atol=1e-4)

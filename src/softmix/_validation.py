@@ -151,11 +151,15 @@ def check_fitted(estimator: Any, attribute: str = "params_") -> None:
         )
 
 
-def check_scale(arr: np.ndarray, name: str) -> None:
+def check_scale(arr: np.ndarray, name: str, *, magnitude: float | None = None) -> None:
     """Reject values so large that sums of squares over the rows of ``arr`` overflow (a
-    ValueError naming ``name`` that asks to rescale), e.g. a Gram matrix ``X'X``."""
+    ValueError naming ``name`` that asks to rescale), e.g. a Gram matrix ``X'X``.
+    ``magnitude``: ``max |arr|`` when the caller already has it (no pass over ``arr``)."""
     limit = np.sqrt(np.finfo(float).max / max(arr.shape[0], 1)) * 1e-3
-    big = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if magnitude is not None:
+        big = float(magnitude)
+    else:
+        big = float(np.max(np.abs(arr))) if arr.size else 0.0
     if big > limit:
         raise ValueError(
             f"{name} holds values up to {big:.3g} in absolute value: the fit's sums of squares "

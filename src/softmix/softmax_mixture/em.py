@@ -11,9 +11,12 @@ Model and objective: see :mod:`softmix.softmax_mixture.model`. One EM iteration 
   Gradient ``c_k (m_k - xbar(theta))`` with ``xbar(theta) = sum_l pi_l(theta) x_l``; Hessian
   ``-c_k Cov_{pi(theta)}(x)``.
 
-The hot path is two matrix products per iteration: the scores ``theta @ X'`` (K x p) and one
-fused ``[n * W, Pi]' @ X`` (2K x L) that yields both ``c_k m_k`` and ``xbar(theta_k)``; there is
-no loop over components in the E-step.
+The hot path is two matrix products per iteration, both on the user's design X itself (no
+whitened copy: :class:`~softmix.softmax_mixture.design.Design` maps the atoms instead): the
+scores :meth:`Design.scores` (``(B theta') @ X'``, K x p) and one fused :meth:`Design.project`
+(``[n * W, Pi] @ X`` (2K x L), mapped by ``B``) that yields both ``c_k m_k`` and
+``xbar(theta_k)``; there is no loop over components in the E-step. When the (2K, p) work arrays
+would be large the E-step runs over chunks of the vocabulary (``Design.chunk_rows``).
 
 Two M-steps:
 
@@ -87,19 +90,27 @@ from softmix.core.result import FitResult
 from softmix.core.solvers import newton_direction, newton_maximize
 from softmix.core.special import logsumexp
 from softmix.exceptions import ConvergenceWarning, DegenerateComponentWarning, SoftmixWarning
-from softmix.softmax_mixture.design import Design, face_direction, prepare_design
+from softmix.softmax_mixture.design import (
+    Design,
+    face_check_skipped,
+    face_direction,
+    identity_design,
+    prepare_design,
+)
 from softmix.softmax_mixture.model import (
     SoftmaxMixtureParams,
     _dot_counts,
     _log_weights,
     check_counts,
     check_features,
-    log_likelihood,
     params_from_vector,
     params_to_vector,
-    weighted_covariance,
 )
-from softmix.softmax_mixture.moments import design_diagnostics
+from softmix.softmax_mixture.moments import (
+    GAUSSIAN_TOLERANCE,
+    design_diagnostics,
+    hermite_polynomials,
+)
 
 __all__ = [
     "DEFAULT_MAX_ITER",
@@ -163,10 +174,10 @@ class EStep:
         ``A(theta_k)``.
     mass : ndarray of shape (K,)
         ``c_k = sum_j n_j w_jk`` (``alpha_k^+ = c_k / N``).
-    weighted_sums : ndarray of shape (K, L)
-        ``sum_j n_j w_jk x_j = c_k m_k``.
-    mean_features : ndarray of shape (K, L)
-        ``xbar(theta_k) = sum_j pi_j(theta_k) x_j``.
+    weighted_sums : ndarray of shape (K, r)
+        ``sum_j n_j w_jk z_j = c_k m_k`` (working coordinates of the design).
+    mean_features : ndarray of shape (K, r)
+        ``xbar(theta_k) = sum_j pi_j(theta_k) z_j``.
     """
 
     log_likelihood: float
@@ -177,12 +188,37 @@ class EStep:
 
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
-    """``log sum_j exp(scores_kj)`` per row, max-shifted (a lean scipy.special.logsumexp); on
-    the host whatever namespace ``scores`` is in."""
-    if not _xp.is_numpy(scores):
+    """``log sum_j exp(scores_kj)`` per row, max-shifted (a lean scipy.special.logsumexp)."""
+    if not _xp.is_numpy(scores):  # another namespace (softmix.core.xp): the (K,) on the host
         return _xp.to_host(_xp.logsumexp(scores, axis=-1))
     row_max = scores.max(axis=-1, keepdims=True)
     return (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+def _softmax_rows(scores, log_partition: np.ndarray):
+    """``exp(scores - log_partition[:, None])`` in the namespace of ``scores``."""
+    if _xp.is_numpy(scores):
+        return np.exp(scores - log_partition[:, None])
+    return _xp.namespace(scores).exp(scores - _xp.from_host(log_partition[:, None], scores))
+
+
+def _rows_of(scores, idx: np.ndarray):
+    """``scores[idx]`` (integer rows) in any namespace."""
+    if _xp.is_numpy(scores):
+        return scores[idx]
+    xp = _xp.namespace(scores)
+    return xp.take(scores, _xp.from_host(idx, scores, xp.int64), axis=0)
+
+
+def _set_rows(scores, idx: np.ndarray, rows):
+    """``scores[idx] = rows`` (NumPy), or row by row for another namespace (integer-array
+    assignment is not in the array API)."""
+    if _xp.is_numpy(scores):
+        scores[idx] = rows
+        return scores
+    for i, k in enumerate(idx.tolist()):
+        scores[k, :] = rows[i, :]
+    return scores
 
 
 #: Scores more than this below their row's maximum could underflow exp() (exp(-745) = 0);
@@ -193,11 +229,7 @@ _SAFE_RANGE = 600.0
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` in float64. With a float32 design (``fit_em(dtype="float32")``) the product runs
     in float32 on the design itself (half the memory traffic, no float64 copy of it) and only
-    the small result is widened: every exp, sum and log of EM stays in float64. With a design on
-    another namespace (:mod:`softmix.core.xp`) the product runs on its device, and so does the
-    result."""
-    if not (_xp.is_numpy(a) and _xp.is_numpy(b)):
-        return _xp.dot(a, b)
+    the small result is widened: every exp, sum and log of EM stays in float64."""
     if a.dtype == np.float32 or b.dtype == np.float32:
         return (a.astype(np.float32, copy=False) @ b.astype(np.float32, copy=False)).astype(
             np.float64
@@ -205,8 +237,15 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b
 
 
+def _as_design(features) -> Design:
+    """A :class:`Design` as is; a raw (L, p) ``features_t`` array as the identity design."""
+    if isinstance(features, Design):
+        return features
+    return identity_design(np.asarray(features).T)
+
+
 def e_step(
-    features_t: np.ndarray,
+    design: Design | np.ndarray,
     counts: np.ndarray,
     params: SoftmaxMixtureParams,
     scores: np.ndarray | None = None,
@@ -215,79 +254,92 @@ def e_step(
 
     Parameters
     ----------
-    features_t : ndarray of shape (L, p)
-        The design transposed, ideally in C order (``Design.working_t``).
+    design : Design or ndarray of shape (L, p)
+        The prepared design (parameters in its working coordinates), or a transposed raw
+        design ``X'`` (parameters in the user's coordinates).
     counts : ndarray of shape (p,)
     params : SoftmaxMixtureParams
     scores : ndarray of shape (K, p), optional
-        ``params.atoms @ features_t`` when already computed (reused from a line search).
+        ``design.scores(params.atoms)`` when already computed (reused from a line search).
 
     Notes
     -----
-    Work arrays are laid out (K, p) so every reduction over alternatives is contiguous; the two
-    products are ``atoms @ X'`` and ``[n * W, Pi] @ X`` (2K x L), on the one (L, p) array.
-    Max-shifted throughout. When every score is within ``_SAFE_RANGE`` (600) of its row's
-    maximum, no ``pi_j(theta_k)`` can underflow (each is >= exp(-600) / p), so the
-    responsibilities ``alpha_k pi_jk / sum_k' alpha_k' pi_jk'`` are computed in probability
-    space: one exp over the scores and one log over the chosen alternatives, nothing clipped.
-    Otherwise the same quantities are computed in log space (logsumexp over components).
-
-    With ``features_t`` in another namespace (a CUDA tensor, a CuPy array: :mod:`softmix.core.
-    xp`) the (K, p) and (2K, p) work stays on its device, in float64 (:func:`_e_step_xp`); the
-    statistics returned are NumPy float64 (K and K x L numbers).
+    The design-sized work is exactly ``design.scores`` (K, p) and ``design.project`` (2K, p) ->
+    (2K, r) (the rows ``n * W`` and ``Pi``); the vocabulary is processed in
+    ``design.chunks()`` so the (2K, chunk) work arrays stay small, with the normalisers
+    ``A(theta_k)`` from the whole (K, p) scores first. Max-shifted throughout. Where every score
+    of a chunk is within ``_SAFE_RANGE`` (600) of its row's maximum, no ``pi_j(theta_k)`` can
+    underflow (each is >= exp(-600) / p), so the responsibilities ``alpha_k pi_jk / sum_k'
+    alpha_k' pi_jk'`` are computed in probability space: one exp over the scores and one log
+    over the chosen alternatives, nothing clipped. Otherwise the same quantities are computed
+    in log space (logsumexp over components).
     """
-    if not _xp.is_numpy(features_t):
-        return _e_step_xp(features_t, counts, params, scores)
+    design = _as_design(design)
+    if not _xp.is_numpy(design.features):
+        return _e_step_xp(design, counts, params, scores)
     k = params.n_components
     if scores is None:
-        scores = _dot(params.atoms, features_t)
+        scores = np.empty((k, design.n_alternatives))
+        for rows in design.chunks():
+            scores[:, rows] = design.scores(params.atoms, rows)
     row_max = scores.max(axis=1, keepdims=True)
-    shifted = scores - row_max
-    stacked = np.empty((2 * k, features_t.shape[1]))
-    chosen = counts > 0
+    norm = np.zeros((k, 1))
+    chunks = design.chunks()
+    for rows in chunks:
+        norm += np.exp(scores[:, rows] - row_max).sum(axis=1, keepdims=True)
+    log_partition = (row_max + np.log(norm))[:, 0]
     weights = params.weights
-    if shifted.min() > -_SAFE_RANGE:
-        pi = np.exp(shifted, out=stacked[k:])
-        norm = pi.sum(axis=1, keepdims=True)
-        pi /= norm
-        log_partition = (row_max + np.log(norm))[:, 0]
-        mix = weights @ pi
-        loglik = float(counts[chosen] @ np.log(mix[chosen]))
-        np.multiply(pi, counts / mix, out=stacked[:k])
-        stacked[:k] *= weights[:, None]
-    else:
-        log_partition = logsumexp(scores, axis=1)
-        log_pi = scores - log_partition[:, None]
-        joint = log_pi + _log_weights(weights)[:, None]
-        log_mix = logsumexp(joint, axis=0)
-        loglik = _dot_counts(counts, log_mix)
-        # an alternative of mixture probability 0 (underflow) gets zero responsibilities; if it
-        # was chosen, the log-likelihood is -inf and the driver stops.
-        log_mix = np.where(np.isfinite(log_mix), log_mix, np.inf)
-        np.exp(joint - log_mix, out=stacked[:k])
-        stacked[:k] *= counts
-        np.exp(log_pi, out=stacked[k:])
-    products = _dot(stacked, features_t.T)  # (2K, L)
+    log_weights = _log_weights(weights)
+    loglik = 0.0
+    products = np.zeros((2 * k, design.n_working))
+    mass = np.zeros(k)
+    for rows in chunks:
+        block = scores[:, rows]
+        n_c = counts[rows]
+        chosen = n_c > 0
+        stacked = np.empty((2 * k, block.shape[1]))
+        if float(np.min(block.min(axis=1) - row_max[:, 0])) > -_SAFE_RANGE:
+            pi = np.subtract(block, log_partition[:, None], out=stacked[k:])
+            np.exp(pi, out=pi)
+            mix = weights @ pi
+            loglik += float(n_c[chosen] @ np.log(mix[chosen]))
+            np.multiply(pi, n_c / mix, out=stacked[:k])
+            stacked[:k] *= weights[:, None]
+        else:
+            log_pi = block - log_partition[:, None]
+            joint = log_pi + log_weights[:, None]
+            log_mix = logsumexp(joint, axis=0)
+            loglik += _dot_counts(n_c, log_mix)
+            # an alternative of mixture probability 0 (underflow) gets zero responsibilities;
+            # if it was chosen, the log-likelihood is -inf and the driver stops.
+            log_mix = np.where(np.isfinite(log_mix), log_mix, np.inf)
+            np.exp(joint - log_mix, out=stacked[:k])
+            stacked[:k] *= n_c
+            np.exp(log_pi, out=stacked[k:])
+        mass += stacked[:k].sum(axis=1)
+        products += design.project(stacked, rows)  # (2K, r)
     return EStep(
         log_likelihood=loglik,
         log_partition=log_partition,
-        mass=stacked[:k].sum(axis=1),
+        mass=mass,
         weighted_sums=products[:k],
         mean_features=products[k:],
     )
 
 
-def _e_step_xp(features_t, counts, params: SoftmaxMixtureParams, scores=None) -> EStep:
-    """:func:`e_step` with the design in another array namespace: the same formulas (both the
-    probability-space and the log-space branch), the (K, p) work in float64 on the design's
-    device, the small statistics copied to the host."""
-    xp = _xp.namespace(features_t)
+def _e_step_xp(design: Design, counts, params: SoftmaxMixtureParams, scores=None) -> EStep:
+    """:func:`e_step` with the design in another array namespace (:mod:`softmix.core.xp`):
+    the same formulas (probability-space and log-space branches), the (K, p) and (2K, p) work
+    in float64 on the design's device, in one chunk (a device has the memory: (2K, p) float64 is
+    41 MB at K = 10, p = 256,000); the statistics returned are NumPy float64."""
     k = params.n_components
     if scores is None:
-        scores = _dot(params.atoms, features_t)  # (K, p) float64 on the device
+        scores = design.scores(params.atoms)  # (K, p) float64 on the device
+    xp = _xp.namespace(scores)
     n = counts if not _xp.is_numpy(counts) else _xp.from_host(counts, scores)
     chosen = n > 0
     zero = xp.zeros_like(scores[0, :])
+    weights = _xp.from_host(params.weights, scores)
     row_max = xp.max(scores, axis=1, keepdims=True)
     shifted = scores - row_max
     if float(xp.min(shifted)) > -_SAFE_RANGE:
@@ -295,10 +347,10 @@ def _e_step_xp(features_t, counts, params: SoftmaxMixtureParams, scores=None) ->
         norm = xp.sum(pi, axis=1, keepdims=True)
         pi = pi / norm
         log_partition = _xp.to_host(row_max + xp.log(norm))[:, 0]
-        mix = xp.matmul(_xp.from_host(params.weights, scores), pi)  # (p,)
+        mix = xp.matmul(weights, pi)  # (p,)
         loglik = float(xp.sum(xp.where(chosen, n * xp.log(xp.where(chosen, mix, zero + 1.0)),
                                        zero)))
-        resp = pi * (n / mix) * _xp.from_host(params.weights, scores)[:, None]
+        resp = pi * (n / mix) * weights[:, None]
     else:
         log_partition_d = _xp.logsumexp(scores, axis=1, keepdims=True)
         log_partition = _xp.to_host(log_partition_d)[:, 0]
@@ -309,7 +361,7 @@ def _e_step_xp(features_t, counts, params: SoftmaxMixtureParams, scores=None) ->
         log_mix = xp.where(xp.isfinite(log_mix), log_mix, zero + float("inf"))
         resp = xp.exp(joint - log_mix) * n
         pi = xp.exp(log_pi)
-    products = _xp.to_host(_dot(xp.concat([resp, pi], axis=0), features_t.T))  # (2K, L)
+    products = design.project(xp.concat([resp, pi], axis=0))  # (2K, r) on the host
     return EStep(
         log_likelihood=loglik,
         log_partition=log_partition,
@@ -320,14 +372,15 @@ def _e_step_xp(features_t, counts, params: SoftmaxMixtureParams, scores=None) ->
 
 
 def component_objective(
-    features_t: np.ndarray, target: np.ndarray, theta: np.ndarray, order: int = 2,
+    design: Design | np.ndarray, target: np.ndarray, theta: np.ndarray, order: int = 2,
     *, matrix_free: bool = False,
 ):
     """The atom M-step objective ``q(theta) = theta' m - A(theta)`` (``= Q_k / c_k``).
 
     Parameters
     ----------
-    features_t : ndarray of shape (L, p)
+    design : Design or ndarray of shape (L, p)
+        The prepared design (``theta`` in its working coordinates), or a transposed raw design.
     target : ndarray of shape (L,)
         ``m_k``, the responsibility-weighted mean of the chosen features.
     theta : ndarray of shape (L,)
@@ -342,30 +395,36 @@ def component_objective(
     hess : ndarray of shape (L, L) or LinearOperator
         ``-Cov_{pi(theta)}(x)`` (only for ``order=2``); with ``matrix_free=True`` a
         :class:`scipy.sparse.linalg.LinearOperator` computing ``-Cov_pi(x) v`` in O(p L)
-        (``X'(pi * (X v)) - xbar (xbar' v)``) instead of forming it in O(p L^2).
+        (``X'(pi * (X v)) - xbar (xbar' v)``) instead of forming it in O(p L^2): two calls of
+        the design primitives per product (``scores`` of ``v``, ``project`` of ``pi * (X v)``).
     """
+    design = _as_design(design)
+    theta = np.asarray(theta, dtype=float)
     with np.errstate(over="ignore", invalid="ignore"):  # a wild trial step: rejected by Newton
-        s = _dot(theta, features_t)
+        s = design.scores(theta[None, :])[0, :]
         log_z = float(_row_logsumexp(s))
         value = float(theta @ target) - log_z
     if not np.isfinite(value):
         value = -np.inf
     if order == 0:
         return value
-    pi = np.exp(s - log_z) if _xp.is_numpy(s) else _xp.namespace(s).exp(s - log_z)
-    xbar = _xp.host(_dot(features_t, pi))
+    pi = _softmax_rows(s[None, :], np.array([log_z]))[0, :]
+    xbar = design.project(pi[None, :])[0]
+    length = design.n_working
     if matrix_free:
         def neg_cov_times(v):
-            v = np.ravel(v)
-            return xbar * float(xbar @ v) - _xp.host(_dot(features_t, pi * _dot(v, features_t)))
+            u = design.scores(np.ravel(v)[None, :])[0, :]
+            return xbar * float(xbar @ np.ravel(v)) - design.project((pi * u)[None, :])[0]
 
-        length = features_t.shape[0]
         return value, target - xbar, LinearOperator((length, length), matvec=neg_cov_times,
                                                     dtype=float)
-    return value, target - xbar, -weighted_covariance(features_t.T, pi, xbar)
+    z_t = design.working_rows_t()  # (r, p): small r only (the dense path)
+    pi = _xp.host(pi)
+    cov = (z_t * pi) @ z_t.T - np.outer(xbar, xbar)
+    return value, target - xbar, -(cov + cov.T) / 2.0
 
 
-def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None):
+def _newton_objective(design: Design, target: np.ndarray, penalty=None):
     """``component_objective`` for :func:`newton_maximize`, with the Hessian made definite.
 
     [chosen] ``-(Cov_pi(x) + _NEWTON_RIDGE I)`` (working coordinates are whitened, so I is the
@@ -375,15 +434,15 @@ def _newton_objective(features_t: np.ndarray, target: np.ndarray, penalty=None):
     given, adds ``-penalty . theta^2 / 2`` to the objective (the ``ridge`` prior, per
     observation of the component: ``ridge * variances / c_k``) and to the Hessian.
     """
-    length = features_t.shape[0]
+    length = design.n_working
     matrix_free = length > _NEWTON_DENSE_MAX_FEATURES
     diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
 
     def fun(theta: np.ndarray, order: int):
         if order == 0:
-            value = component_objective(features_t, target, theta, 0)
+            value = component_objective(design, target, theta, 0)
             return value if penalty is None else value - 0.5 * float(penalty @ theta**2)
-        value, grad, hess = component_objective(features_t, target, theta, 2,
+        value, grad, hess = component_objective(design, target, theta, 2,
                                                 matrix_free=matrix_free)
         if penalty is not None:
             value = value - 0.5 * float(penalty @ theta**2)
@@ -441,27 +500,28 @@ def make_em_map(
     callable
         The EM map. It carries ``em_map.stationarity(params, exact) -> float``, the hook
         :func:`softmix.core.em.run_em` takes (see :func:`stationarity`), which reuses the
-        E-step and M-step just done at ``params``.
+        E-step and M-step just done at ``params``, and ``em_map.objective(params) -> float``
+        (the objective the map returns), which shares the E-step with both.
 
     Notes
     -----
-    The map keeps some state, invisible to the caller: the scores ``atoms @ features_t`` of the
+    The map keeps some state, invisible to the caller: the scores ``design.scores(atoms)`` of the
     last gradient step (reused by the next E-step when it is called with those very
     parameters), the stationarity by-products of the last call, and the set of components
     already reported empty (one warning per component and fit).
     """
     check_choice(m_step, "m_step", ("newton", "gradient"))  # "auto" is resolved by fit_em
-    if isinstance(features, Design):
-        features_t = features.working_t
-        variances = features.variances
-    else:
-        features_t = np.ascontiguousarray(np.asarray(features, dtype=float).T)
-        variances = features_t.var(axis=1)
+    design = features if isinstance(features, Design) else identity_design(
+        np.asarray(features, dtype=float))
+    if ridge and not design.exact:
+        raise ValueError("ridge > 0 needs a design prepared from every row (the penalty's metric "
+                         "Var_j(x_j' theta) is exact): pass design.exact_design().")
+    variances = design.variances
     counts = np.asarray(counts, dtype=float)
+    # the counts the E-step multiplies, moved once per map to the design's device
+    counts_e = counts if _xp.is_numpy(design.features) else _xp.from_host(
+        counts, design.features, _xp.namespace(design.features).float64)
     n_total = float(counts.sum())
-    # the counts the E-step multiplies on the design's device, moved there once per map
-    counts_e = counts if _xp.is_numpy(features_t) else _xp.from_host(
-        counts, features_t, _xp.namespace(features_t).float64)
     cache: dict = {}
     warned: set[int] = set()
     state: dict = {}
@@ -474,10 +534,24 @@ def make_em_map(
         # per-observation penalty finite
         return ridge * variances[None, :] / np.maximum(mass, 1e-100)[:, None]
 
-    def em_map(params: SoftmaxMixtureParams) -> tuple[SoftmaxMixtureParams, float]:
-        scores = cache.pop("scores", None) if cache.get("atoms") is params.atoms else None
+    def stats_at(params: SoftmaxMixtureParams) -> EStep:
+        """The E-step at ``params``, computed once per parameter object (the objective, the
+        map and the stop rule at the same iterate share it)."""
+        if cache.get("at") is params:
+            return cache["stats"]
+        scores = cache.get("scores") if cache.get("atoms") is params.atoms else None
         cache.clear()
-        stats = e_step(features_t, counts_e, params, scores)
+        cache["at"], cache["stats"] = params, e_step(design, counts_e, params, scores)
+        return cache["stats"]
+
+    def objective(params: SoftmaxMixtureParams) -> float:
+        value = stats_at(params).log_likelihood
+        if ridge:
+            value -= 0.5 * ridge * float(np.sum(variances * np.asarray(params.atoms) ** 2))
+        return value
+
+    def em_map(params: SoftmaxMixtureParams) -> tuple[SoftmaxMixtureParams, float]:
+        stats = stats_at(params)
         mass = stats.mass
         empty = mass <= 0.0
         for k in np.flatnonzero(empty):
@@ -501,7 +575,7 @@ def make_em_map(
         gains = np.zeros(params.n_components)
         if m_step == "gradient":
             new_atoms, new_scores, grads = _gradient_step(
-                features_t, atoms, targets, stats.mean_features, q_old, empty, step_size, pen,
+                design, atoms, targets, stats.mean_features, q_old, empty, step_size, pen,
                 variances,
             )
             # cheap metric: the Hessian taken as c (Var(z) + pen), exact when Cov_pi(z) = Var(z)
@@ -512,7 +586,7 @@ def make_em_map(
             inner = tol / (10.0 * params.n_components) if tol > 0 else _INNER_TOL_FLOOR
             for k in np.flatnonzero(~empty):
                 res = newton_maximize(
-                    _newton_objective(features_t, targets[k], None if pen is None else pen[k]),
+                    _newton_objective(design, targets[k], None if pen is None else pen[k]),
                     atoms[k],
                     max_iter=newton_max_iter,
                     max_step=_NEWTON_MAX_STEP,
@@ -534,22 +608,95 @@ def make_em_map(
 
     def stationarity(params: SoftmaxMixtureParams, exact: bool) -> float:
         if state.get("at") is not params:
-            em_map(params)  # one E-step + M-step at params (only for the returned parameters)
-            if state.get("at") is not params:  # pragma: no cover - em_map always records it
-                return float("nan")
+            # the returned parameters (never mapped): the E-step only (shared with the
+            # objective), the cheap metric of the gradient step, then the exact one if asked
+            stats = stats_at(params)
+            mass = stats.mass
+            targets = stats.weighted_sums / np.where(mass <= 0, 1.0, mass)[:, None]
+            pen = penalty_of(mass)
+            grads = targets - stats.mean_features
+            if pen is not None:
+                grads = grads - pen * np.asarray(params.atoms)
+            grads[mass <= 0] = 0.0
+            curv = variances if pen is None else variances + pen
+            state.clear()
+            state.update(at=params, mass=mass, targets=targets, exact=False,
+                         gains=0.5 * mass * np.sum(grads**2 / curv, axis=1))
         mass, targets, gains = state["mass"], state["targets"], state["gains"]
-        if exact and not state["exact"]:
+        if exact and not state["exact"] and design.n_working > _NEWTON_DENSE_MAX_FEATURES:
+            pen = penalty_of(mass)
+            live = np.flatnonzero(mass > 0)
+            gains = np.zeros_like(gains)
+            gains[live] = 0.5 * mass[live] * _batched_decrements(
+                design, np.asarray(params.atoms, dtype=float)[live], targets[live],
+                None if pen is None else pen[live])
+            state.update(gains=gains, exact=True)
+        elif exact and not state["exact"]:
             pen = penalty_of(mass)
             gains = np.zeros_like(gains)
             for k in np.flatnonzero(mass > 0):
-                fun = _newton_objective(features_t, targets[k], None if pen is None else pen[k])
+                fun = _newton_objective(design, targets[k], None if pen is None else pen[k])
                 _, grad, hess = fun(np.asarray(params.atoms[k], dtype=float), 2)
                 gains[k] = 0.5 * mass[k] * max(float(grad @ newton_direction(grad, hess)), 0.0)
             state.update(gains=gains, exact=True)
         return _weight_gain(mass, params.weights, n_total) + float(np.sum(gains))
 
     em_map.stationarity = stationarity  # type: ignore[attr-defined]
+    em_map.objective = objective  # type: ignore[attr-defined]
     return em_map
+
+
+def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
+                        penalty: np.ndarray | None) -> np.ndarray:
+    """Newton decrements ``g_k' H_k^{-1} g_k`` of every component at once, matrix-free.
+
+    The same truncated conjugate gradients as :func:`softmix.core.solvers.newton_direction`
+    (``CG_RTOL``, ``CG_MAX_ITER``, the gradient itself when CG gives no ascent direction) on
+    ``H_k = Cov_{pi(theta_k)}(z) + _NEWTON_RIDGE + penalty_k`` (that of
+    :func:`_newton_objective`), run for the K components together: each CG iteration is one
+    ``design.scores`` (K, p) and one ``design.project`` (K, p) instead of K thin products.
+    """
+    from softmix.core.solvers import CG_MAX_ITER, CG_RTOL
+
+    if atoms.shape[0] == 0:
+        return np.zeros(0)
+    scores = _full_scores(design, atoms)
+    pi = _softmax_rows(scores, _row_logsumexp(scores))
+    chunks = design.chunks()
+    xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
+    grad = targets - xbar
+    diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
+    if penalty is not None:
+        grad = grad - penalty * atoms
+
+    def hess_times(v):  # (m, r) -> Cov_pi v + diag v, row by row
+        u = _full_scores(design, v)
+        cov_v = sum(design.project(pi[:, rows] * u[:, rows], rows) for rows in chunks)
+        return cov_v - xbar * np.sum(xbar * v, axis=1, keepdims=True) + diag * v
+
+    x = np.zeros_like(grad)
+    resid = grad.copy()
+    direction = resid.copy()
+    rs = np.sum(resid**2, axis=1)
+    stop = CG_RTOL * np.sqrt(rs)
+    active = np.sqrt(rs) > stop
+    for _ in range(CG_MAX_ITER):
+        if not np.any(active):
+            break
+        hd = hess_times(direction)
+        curv = np.sum(direction * hd, axis=1)
+        alpha = np.where(active & (curv > 0), rs / np.where(curv > 0, curv, 1.0), 0.0)
+        x += alpha[:, None] * direction
+        resid -= alpha[:, None] * hd
+        rs_new = np.sum(resid**2, axis=1)
+        active &= (np.sqrt(rs_new) > stop) & (curv > 0)
+        beta = np.where(active, rs_new / np.where(rs > 0, rs, 1.0), 0.0)
+        direction = resid + beta[:, None] * direction
+        rs = np.where(active, rs_new, rs)
+    dec = np.sum(grad * x, axis=1)
+    fallback = ~(dec > 0)  # as newton_direction: the gradient itself
+    dec[fallback] = np.sum(grad[fallback] ** 2, axis=1)
+    return np.maximum(dec, 0.0)
 
 
 def stationarity_of(em_map, params: SoftmaxMixtureParams) -> float:
@@ -577,7 +724,7 @@ def _weight_gain(mass: np.ndarray, weights: np.ndarray, n_total: float) -> float
     return float(np.sum((mass[live] - expected) ** 2 / expected)) / 2.0
 
 
-def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
+def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
                    variances=None):
     """Safeguarded ``theta_k += eta g_k``: halve eta for each k where Q_k would drop.
 
@@ -599,8 +746,9 @@ def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step
             value = value - 0.5 * np.einsum("kl,kl->k", pen[idx], new**2)
         return value
 
+    design = _as_design(design)
     new_atoms = atoms + step_size * direction
-    scores = _dot(new_atoms, features_t)
+    scores = _full_scores(design, new_atoms)
     q_new = q_of(new_atoms, scores, slice(None))
     bad = ~(q_new >= q_old) & ~empty
     eta = step_size
@@ -610,33 +758,33 @@ def _gradient_step(features_t, atoms, targets, mean_features, q_old, empty, step
         eta *= 0.5
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx] + eta * direction[idx]
-        scores = _set_rows(scores, idx, _dot(new_atoms[idx], features_t))
-        q_new[idx] = q_of(new_atoms[idx], scores[idx] if _xp.is_numpy(scores)
-                          else _xp.namespace(scores).take(scores, _xp.from_host(
-                              idx, scores, _xp.namespace(scores).int64), axis=0), idx)
+        scores = _set_rows(scores, idx, _full_scores(design, new_atoms[idx]))
+        q_new[idx] = q_of(new_atoms[idx], _rows_of(scores, idx), idx)
         bad[idx] = ~(q_new[idx] >= q_old[idx])
     if np.any(bad):  # no ascent found along the gradient: keep those atoms (Q_k unchanged)
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx]
-        scores = _set_rows(scores, idx, _dot(atoms[idx], features_t))
+        scores = _set_rows(scores, idx, _full_scores(design, atoms[idx]))
     return new_atoms, scores, grad
 
 
-def _set_rows(scores, idx: np.ndarray, rows):
-    """``scores[idx] = rows`` (NumPy), or row by row for another namespace (integer-array
-    assignment is not in the array API)."""
-    if _xp.is_numpy(scores):
-        scores[idx] = rows
-        return scores
-    for i, k in enumerate(idx.tolist()):
-        scores[k, :] = rows[i, :]
-    return scores
+def _full_scores(design: Design, atoms: np.ndarray) -> np.ndarray:
+    """``design.scores(atoms)`` over every row, chunk by chunk into one (K, p) array (on the
+    design's device, in one piece, for another array namespace)."""
+    if not _xp.is_numpy(design.features):
+        return design.scores(atoms)
+    out = np.empty((atoms.shape[0], design.n_alternatives))
+    for rows in design.chunks():
+        out[:, rows] = design.scores(atoms, rows)
+    return out
 
 
 def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
     """Resolve ``m_step="auto"``: ``"gradient"`` on a Gaussian-like whitened design, else Newton.
 
-    The rule and why: module docstring (``m_step="auto"``). Cost O(p L K), once per fit.
+    The rule and why: module docstring (``m_step="auto"``). Computed on a row sample held out
+    from the covariance's (:meth:`Design.holdout_index`; all rows when p is small): O(n L K),
+    once per fit.
 
     Parameters
     ----------
@@ -661,8 +809,26 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
     directions = atoms[norms > 1e-12] / norms[norms > 1e-12, None]  # (D, r)
     if directions.shape[0] == 0:  # every atom at the centre: check the principal axes
         directions = np.eye(atoms.shape[1])[: start.n_components]
-    projected = _xp.host(_dot(directions, design.working_t)).T  # (p, D) float64: u'z_j
-    diag = design_diagnostics(projected, np.eye(projected.shape[1]), 4)
+    # u'z_j on a row sample held out from the covariance's (every row when p is small),
+    # standardised on it: the sampled whitening is only approximate, and the diagnostic's
+    # threshold max(GAUSSIAN_TOLERANCE, 4 / sqrt(n)) accounts for the n rows' sampling error
+    sample = _standardised(design.sample_working(directions))  # (n, D)
+    diag = design_diagnostics(sample, np.eye(directions.shape[0]), 4)
+    if not design.exact:
+        # the same decision as on all p rows unless the sample cannot tell: each score's
+        # standard error from the sample itself (heavy tails make it larger than the Gaussian
+        # 1/sqrt(n)); within 4 of them of the all-row threshold, decide on all rows (O(p L K))
+        p = design.n_alternatives
+        threshold = max(GAUSSIAN_TOLERANCE, 4.0 / np.sqrt(p))
+        he = hermite_polynomials(sample, 4)[2:]  # (2, n, D): He_3, He_4
+        norms = np.sqrt([6.0, 24.0])[:, None]
+        scores = np.abs(he.mean(axis=1)) / norms
+        se = he.std(axis=1) / norms / np.sqrt(sample.shape[0])
+        clear = np.any(scores - 4 * se > threshold) or np.all(scores + 4 * se <= threshold)
+        if not clear:
+            diag = design_diagnostics(
+                _standardised(design.sample_working(directions, np.arange(p))),
+                np.eye(directions.shape[0]), 4)
     m_step = "gradient" if diag.gaussian else "newton"
     compare = "<=" if diag.gaussian else ">"
     rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
@@ -672,6 +838,13 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
                 "Newton step is used"))
     return m_step, {"m_step_rule": rule, "design_hermite_score": diag.max_score,
                     "design_hermite_threshold": diag.threshold}
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit variance (a constant column is only centred)."""
+    values = values - values.mean(axis=0)
+    spread = values.std(axis=0)
+    return values / np.where(spread > 0, spread, 1.0)
 
 
 def _max_atom_change(a: SoftmaxMixtureParams, b: SoftmaxMixtureParams) -> float:
@@ -803,7 +976,11 @@ def fit_em(
         design = features
     else:
         check_choice(dtype, "dtype", ("float64", "float32"))
-        design = prepare_design(check_features(features), whiten=whiten, warn=warn, dtype=dtype)
+        checked, stats = check_features(features, return_range=True)
+        design = prepare_design(checked, whiten=whiten, warn=warn, dtype=dtype,
+                                exact=ridge > 0, column_stats=stats)
+    if ridge > 0:  # the penalty's metric Var_j(x_j' theta) needs the exact covariance
+        design = design.exact_design()
     p, n_features = design.features.shape
     counts = check_counts(counts, p)
     if not isinstance(params0, SoftmaxMixtureParams):
@@ -816,7 +993,6 @@ def fit_em(
             f"params0.atoms must have one column per feature, shape (K, {n_features}) for "
             f"features of shape {design.features.shape}; got {params0.atoms.shape}."
         )
-    work_t = design.working_t
     start = design.to_working(params0)
     requested, auto_info = m_step, {}
     if m_step == "auto":
@@ -824,7 +1000,7 @@ def fit_em(
     # [measured] the criterion cannot go below the precision of the arithmetic: it stalled at
     # ~3e-17 N nats in float64 (N = 2e5 and 1e10) and 3e-10 N to 1e-8 N with float32 products
     # (their ~1e-4 whitened-unit error in m_k - xbar_k); floor the tolerance there
-    floor = _PRECISION_FLOOR[_xp.dtype_name(work_t)] * float(counts.sum())
+    floor = _PRECISION_FLOOR[design.dtype.name] * float(counts.sum())
     tol_stop = max(tol, floor) if tol > 0 else 0.0
     em_map = make_em_map(
         design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter,
@@ -835,11 +1011,7 @@ def fit_em(
         def user_callback(it, params, value):
             return callback(it, design.from_working(params), value)
 
-    def penalised(prm):
-        value = log_likelihood(work_t.T, counts, prm)
-        if ridge:
-            value -= 0.5 * ridge * float(np.sum(design.variances * prm.atoms**2))
-        return value
+    penalised = em_map.objective  # shares its E-step with the map and the stop rule
 
     name = f"softmax-mixture EM (m_step={m_step!r})"
 
@@ -852,7 +1024,7 @@ def fit_em(
             tol=tol_stop,
             param_tol=param_tol,
             param_distance=_max_atom_change,
-            monotone=_xp.dtype_name(work_t) == "float64",
+            monotone=design.dtype == np.float64,
             callback=user_callback,
             init_method=init_method,
             name=name,
@@ -867,6 +1039,8 @@ def fit_em(
     result = run(start, max_iter, warn)
     result = _escape_saddles(result, run, design, max_iter, tol, warn, name)
     face = face_direction(design, counts) if max_iter > 0 and ridge == 0 else None
+    if max_iter > 0 and ridge == 0 and face_check_skipped(design, counts):
+        result.extra["face_check"] = "skipped"  # too large an LP (design.FACE_LP_MAX_ENTRIES)
     if face is not None:
         if result.stop_reason in ("tol", "param_tol", "saddle"):
             result.stop_reason, result.converged = "no_mle", False
@@ -891,7 +1065,8 @@ def fit_em(
     result.extra["ridge"] = ridge
     result.extra["tol_used"] = tol_stop
     result.extra["log_likelihood"] = (
-        result.objective if not ridge else log_likelihood(design.features, counts, result.params)
+        result.objective if not ridge
+        else e_step(design, counts, design.to_working(result.params)).log_likelihood
     )
     return result
 

@@ -328,10 +328,12 @@ class SoftmaxMixture:
         if _panel.is_panel_call(counts, groups, covariates):
             _numpy_only(features, "panel fits (groups, covariates or 2-D counts)")
             return _panel.fit_estimator(self, features, choices, counts, groups, covariates)
-        features = check_features(features)
+        features, stats = check_features(features, return_range=True)  # used as is, no copy
         n = to_counts(features, choices, counts)
         hp = self._check_hyperparameters(features.shape[0])
-        design = prepare_design(features, dtype=hp["dtype"])  # warns once about unidentified directions
+        # warns once about unidentified directions; exact (all rows) only for ridge's metric
+        design = prepare_design(features, dtype=hp["dtype"], exact=hp["ridge"] > 0,
+                                column_stats=stats)
         rng = check_random_state(self.random_state)
         identified, nominal = self._count(features.shape[0], features.shape[1],
                                           hp["n_components"], design.n_unidentified)
@@ -349,7 +351,8 @@ class SoftmaxMixture:
             )
 
         def fit_one(child: np.random.Generator) -> FitResult:
-            params0, name = resolve_init(self.init, features, n, hp["n_components"], child)
+            params0, name = resolve_init(self.init, features, n, hp["n_components"], child,
+                                         design=design)
             return fit_em(
                 design, n, params0, m_step=hp["m_step"], step_size=hp["step_size"],
                 max_iter=hp["max_iter"], tol=hp["tol"], callback=self.callback,

@@ -31,7 +31,8 @@ MAX_RANDOM_SPREAD = 2.0
 
 
 def random_init(
-    features: np.ndarray, counts: np.ndarray, n_components: int, rng: np.random.Generator
+    features: np.ndarray, counts: np.ndarray, n_components: int, rng: np.random.Generator,
+    *, design=None,
 ) -> SoftmaxMixtureParams:
     """Random start at a scale matched to the data [chosen, documented in docs/guide/softmax-mixture.md].
 
@@ -46,9 +47,17 @@ def random_init(
       own, which for a Gaussian design is the between-class spread
       ``sum_k alpha_k ||Sigma^{1/2}(theta_k - theta_bar)||^2``.
 
-    Cost O(p L^2) (two L x L covariances), whatever N is.
+    Cost O(p L^2) (two L x L covariances), whatever N is. With a sampled ``design``
+    (:class:`~softmix.softmax_mixture.design.Design` with ``exact=False``, the estimator's
+    path for large p) the same quantities in its (approximately) whitened coordinates at
+    O(p L K): ``theta_0 = B B' (xbar_n - xbar)`` (two rows through ``design.project``) and
+    ``s^2`` by Hutchinson's estimator ``tr(B' (Cov_f(x) - Sigma) B) = E_g [Var_f(g'z) -
+    Var(g'z)]`` over ``max(K, 8)`` Gaussian probes g (fixed seed; exact variances over all p
+    rows through ``design.scores``), so no covariance of the whole design is formed.
     """
     freq = counts / counts.sum()
+    if design is not None and not design.exact:
+        return _random_init_sampled(design, freq, n_components, rng)
     if _xp.is_numpy(features):
         mean, chosen_mean = features.mean(axis=0), features.T @ freq
     else:  # the two (L,) means on the design's device (covariances too: weighted_covariance)
@@ -65,6 +74,27 @@ def random_init(
     spread2 = min(max(excess, MIN_RANDOM_SPREAD**2), MAX_RANDOM_SPREAD**2)
     draws = rng.standard_normal((n_components, int(keep.sum()))) * np.sqrt(spread2 / keep.sum())
     atoms = centre + draws @ inv_sqrt.T
+    return SoftmaxMixtureParams(np.full(n_components, 1.0 / n_components), atoms)
+
+
+def _random_init_sampled(design, freq: np.ndarray, n_components: int,
+                         rng: np.random.Generator) -> SoftmaxMixtureParams:
+    """:func:`random_init` in a sampled design's working coordinates (see there)."""
+    p, r = design.n_alternatives, design.n_working
+    means = design.project(np.vstack([freq, np.full(p, 1.0 / p)]))  # (2, r)
+    centre = means[0] - means[1]
+    probes = np.random.default_rng(7).standard_normal((max(n_components, 8), r))
+    sums = np.zeros((4, probes.shape[0]))  # sum f s, sum f s^2, sum s / p, sum s^2 / p
+    for rows in design.chunks():
+        s = design.scores(probes, rows)  # (m, chunk): g'z_j
+        f = freq[rows]
+        sums += np.stack([s @ f, s**2 @ f, s.sum(axis=1) / p, (s**2).sum(axis=1) / p])
+    var_f = sums[1] - sums[0] ** 2
+    var_u = sums[3] - sums[2] ** 2
+    excess = float(np.mean(var_f - var_u))
+    spread2 = min(max(excess, MIN_RANDOM_SPREAD**2), MAX_RANDOM_SPREAD**2)
+    draws = rng.standard_normal((n_components, r)) * np.sqrt(spread2 / r)
+    atoms = (centre + draws) @ design.transform.T
     return SoftmaxMixtureParams(np.full(n_components, 1.0 / n_components), atoms)
 
 
@@ -108,6 +138,8 @@ def resolve_init(
     counts: np.ndarray,
     n_components: int,
     rng: np.random.Generator,
+    *,
+    design=None,
 ) -> tuple[SoftmaxMixtureParams, str]:
     """Starting parameters and the name to record for them.
 
@@ -121,6 +153,9 @@ def resolve_init(
     counts : ndarray of shape (p,)
     n_components : int
     rng : numpy.random.Generator
+    design : Design, optional
+        The prepared design of the fit: ``init="random"`` then uses its whitening instead of
+        computing the design's covariance again (see :func:`random_init`).
 
     Returns
     -------
@@ -139,6 +174,8 @@ def resolve_init(
                 f"init must be one of {sorted(INITIALISERS)} or starting parameters "
                 f"(SoftmaxMixtureParams or a dict with 'weights' and 'atoms'); got {init!r}."
             )
+        if init == "random" and INITIALISERS["random"] is random_init:
+            return random_init(features, counts, n_components, rng, design=design), init
         return INITIALISERS[init](features, counts, n_components, rng), init
     if isinstance(init, (SoftmaxMixtureParams, Mapping)):
         return _params_from_user(init, n_components, features.shape[1]), "given"

@@ -38,6 +38,7 @@ __all__ = [
     "check_choices",
     "check_counts",
     "check_features",
+    "column_range",
     "design_spectrum",
     "log_class_probabilities",
     "log_likelihood",
@@ -176,32 +177,92 @@ class SoftmaxMixtureParams:
         """
         if features is None:
             return self.n_components - 1 + self.n_components * self.n_features
-        return n_parameters(np.asarray(features, dtype=float), self.n_components)[0]
+        return n_parameters(check_features(features), self.n_components)[0]
 
 
 # -- input checks at the public boundary (the estimator, fit_em, method_of_moments) --------
 
 
-def check_features(features: Any) -> np.ndarray:
+def check_features(features: Any, *, return_range: bool = False):
     """The design as a finite float (p, L) array with p >= 2 alternatives, of a magnitude whose
     sums of squares over the alternatives do not overflow (:func:`softmix._validation.
     check_scale`: a ValueError naming ``features`` asks to rescale it).
 
+    A float32 or float64 array is returned as is (never copied: a float32 vocabulary stays
+    float32); other numeric input is converted to float64. The finiteness and scale checks are
+    one blocked pass (:func:`column_range`), with no design-sized temporary.
+
+    Parameters
+    ----------
+    features : array-like of shape (p, L)
+    return_range : bool
+        Also return ``(colmax, colmin, mean)`` of that pass (for :func:`~softmix.
+        softmax_mixture.design.prepare_design`, which then does not repeat it).
+
     A PyTorch, CuPy or other array-API array is checked where it lives (one pass on its device)
     and returned as is, in its own floating dtype (integers become float64 there):
-    :mod:`softmix.core.xp`."""
+    :mod:`softmix.core.xp`.
+    """
     if not _xp.is_numpy(features):
-        return _check_features_xp(features)
-    features = check_array(features, "features", ndim=2)
-    if features.shape[0] < 2:
+        arr = _check_features_xp(features)
+        return (arr, column_range(arr, with_mean=True)) if return_range else arr
+    arr = check_array(features, "features", ndim=2, dtype=None, finite=False)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.shape[0] < 2:
         raise ValueError(
             f"features must have one row per alternative and at least 2 alternatives, got shape "
-            f"{features.shape}."
+            f"{arr.shape}."
         )
-    if features.shape[1] < 1:
-        raise ValueError(f"features must have at least one column, got shape {features.shape}.")
-    check_scale(features, "features")
-    return features
+    if arr.shape[1] < 1:
+        raise ValueError(f"features must have at least one column, got shape {arr.shape}.")
+    stats = column_range(arr, with_mean=True)
+    colmax, colmin = stats[0], stats[1]
+    if not (np.all(np.isfinite(colmax)) and np.all(np.isfinite(colmin))):
+        bad = int(arr.size - sum(int(np.count_nonzero(np.isfinite(arr[i : i + _CHUNK_ROWS])))
+                                 for i in range(0, arr.shape[0], _CHUNK_ROWS)))
+        raise ValueError(
+            f"features contains {bad} NaN or infinite value(s). Remove or impute them before "
+            "fitting."
+        )
+    check_scale(arr, "features",
+                magnitude=float(max(np.max(np.abs(colmax)), np.max(np.abs(colmin)))))
+    return (arr, stats) if return_range else arr
+
+
+def column_range(features: np.ndarray, *, with_mean: bool = False):
+    """Column maxima and minima (and means) of a (p, L) array in one blocked pass, float64.
+
+    NaN propagates into the maxima/minima (so one pass also checks finiteness); no temporary
+    larger than 1024 rows is made, whatever the design's size or dtype.
+
+    Returns
+    -------
+    colmax, colmin : ndarray of shape (L,)
+    mean : ndarray of shape (L,)
+        Only with ``with_mean=True`` (accumulated in float64).
+    """
+    if not _xp.is_numpy(features):  # one pass on the device (softmix.core.xp), (L,) back
+        xp = _xp.namespace(features)
+        colmax = _xp.to_host(xp.max(features, axis=0))
+        colmin = _xp.to_host(xp.min(features, axis=0))
+        if with_mean:
+            mean = _xp.to_host(xp.sum(features, axis=0, dtype=xp.float64)) / features.shape[0]
+            return colmax, colmin, mean
+        return colmax, colmin
+    length = features.shape[1]
+    colmax = np.full(length, -np.inf)
+    colmin = np.full(length, np.inf)
+    total = np.zeros(length)
+    for start in range(0, features.shape[0], 1024):
+        block = features[start : start + 1024]
+        colmax = np.maximum(colmax, block.max(axis=0))
+        colmin = np.minimum(colmin, block.min(axis=0))
+        if with_mean:
+            total += block.sum(axis=0, dtype=np.float64)
+    if with_mean:
+        return colmax, colmin, total / features.shape[0]
+    return colmax, colmin
 
 
 def _check_features_xp(features: Any) -> Any:
@@ -328,10 +389,18 @@ def log_class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarr
             f"{np.shape(features)} and {np.shape(atoms)}. Use the design the parameters were fit "
             "on."
         )
-    if not np.all(np.isfinite(features)):
-        raise ValueError("features contains NaN or infinite values; every alternative needs "
-                         "finite features (drop or impute the rows).")
-    return log_softmax(features @ atoms.T, axis=0)
+    features = np.asarray(features)
+    atoms = np.asarray(atoms, dtype=float)
+    if features.dtype == np.float32:  # the product in the design's precision: no float64 copy
+        scores = (features @ atoms.T.astype(np.float32)).astype(np.float64)
+    else:
+        scores = features @ atoms.T
+    if not np.all(np.isfinite(scores)):
+        colmax, colmin = column_range(features)
+        if not (np.all(np.isfinite(colmax)) and np.all(np.isfinite(colmin))):
+            raise ValueError("features contains NaN or infinite values; every alternative needs "
+                             "finite features (drop or impute the rows).")
+    return log_softmax(scores, axis=0)
 
 
 def _check_params_type(params: Any) -> None:
@@ -634,16 +703,9 @@ def design_spectrum(
     null : ndarray of shape (L,), bool
         Eigenvalues ``<= rtol * largest``: the unidentified directions.
     """
-    if _xp.is_numpy(features):
-        mean = features.mean(axis=0)
-        magnitude = np.max(np.abs(features), axis=0)
-        constant = np.ptp(features, axis=0) <= 1e3 * np.finfo(float).eps * magnitude
-    else:  # one pass on the device, (L,) results on the host
-        xp = _xp.namespace(features)
-        mean = _xp.to_host(xp.sum(features, axis=0, dtype=xp.float64)) / features.shape[0]
-        high, low = _xp.to_host(xp.max(features, axis=0)), _xp.to_host(xp.min(features, axis=0))
-        magnitude = np.maximum(np.abs(high), np.abs(low))
-        constant = (high - low) <= 1e3 * np.finfo(float).eps * magnitude
+    colmax, colmin, mean = column_range(features, with_mean=True)
+    magnitude = np.maximum(np.abs(colmax), np.abs(colmin))
+    constant = (colmax - colmin) <= 1e3 * np.finfo(float).eps * magnitude
     cov = weighted_covariance(features, mean=mean) / features.shape[0]
     scale = np.sqrt(np.maximum(np.diag(cov), 0.0))
     scale = np.where(constant | (scale == 0), 1.0, scale)

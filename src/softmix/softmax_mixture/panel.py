@@ -51,7 +51,7 @@ from softmix.softmax_mixture.em import (
     _NEWTON_MAX_STEP,
     _PRECISION_FLOOR,
     Design,
-    _dot,
+    _full_scores,
     _gradient_step,
     _newton_objective,
     _row_logsumexp,
@@ -319,6 +319,14 @@ def panel_log_likelihood(features: np.ndarray, data: PanelData, params,
     return terms if per_group else float(terms.sum())
 
 
+def _panel_loglik_from_scores(scores: np.ndarray, data: PanelData, params) -> float:
+    """:func:`panel_log_likelihood` from the (K, p) scores ``Design.scores(atoms)``."""
+    log_pi = scores - _row_logsumexp(scores)[:, None]
+    joint = _group_log_joint(data.counts, log_pi,
+                             membership_log_weights(params, data.covariates, data.n_groups))
+    return float(logsumexp(joint, axis=1).sum())
+
+
 def panel_gradient(features: np.ndarray, data: PanelData, params):
     """Gradient of :func:`panel_log_likelihood` (Fisher's identity).
 
@@ -388,7 +396,6 @@ def make_panel_em_map(design: Design, data: PanelData, *, m_step: str = "newton"
     closed-form weights (or the multinomial-logit solver run to convergence) achieve exactly.
     ``tol`` (nats) sets the inner Newton tolerance, ``tol / (10 K)``.
     """
-    features_t = design.working_t  # (r, p)
     variances = design.variances
     counts = data.counts
     n_groups = data.n_groups
@@ -397,7 +404,7 @@ def make_panel_em_map(design: Design, data: PanelData, *, m_step: str = "newton"
 
     def em_map(params):
         atoms = params.atoms
-        scores = _dot(atoms, features_t)  # (K, p), float64
+        scores = _full_scores(design, atoms)  # (K, p), float64
         log_partition = _row_logsumexp(scores)
         log_pi = scores - log_partition[:, None]
         log_w = membership_log_weights(params, data.covariates, n_groups)
@@ -417,20 +424,20 @@ def make_panel_em_map(design: Design, data: PanelData, *, m_step: str = "newton"
                     "or a different initialisation.",
                     DegenerateComponentWarning, stacklevel=4,
                 )
-        targets = _dot(eff, features_t.T) / np.where(empty, 1.0, mass)[:, None]  # m_k
+        targets = design.project(eff) / np.where(empty, 1.0, mass)[:, None]  # m_k
         gains = np.zeros(params.n_components)
         if m_step == "gradient":
             pi = np.exp(log_pi)
             q_old = np.einsum("kl,kl->k", atoms, targets) - log_partition
-            new_atoms, _, grads = _gradient_step(features_t, atoms, targets,
-                                                 _dot(pi, features_t.T), q_old, empty, step_size)
+            new_atoms, _, grads = _gradient_step(design, atoms, targets,
+                                                 design.project(pi), q_old, empty, step_size)
             gains = 0.5 * mass * np.sum(grads**2 / variances, axis=1)  # cheap metric
         else:
             new_atoms = np.array(atoms)
             inner = tol / (10.0 * params.n_components) if tol > 0 else _INNER_TOL_FLOOR
             for k in np.flatnonzero(~empty):
                 res = newton_maximize(
-                    _newton_objective(features_t, targets[k]), atoms[k],
+                    _newton_objective(design, targets[k]), atoms[k],
                     max_iter=newton_max_iter, max_step=_NEWTON_MAX_STEP, tol=inner,
                     weight=float(mass[k]))
                 new_atoms[k] = res.x
@@ -456,7 +463,7 @@ def make_panel_em_map(design: Design, data: PanelData, *, m_step: str = "newton"
         if exact and not state["exact"]:
             gains = np.zeros_like(gains)
             for k in np.flatnonzero(mass > 0):
-                _, grad, hess = _newton_objective(features_t, targets[k])(
+                _, grad, hess = _newton_objective(design, targets[k])(
                     np.asarray(params.atoms[k], dtype=float), 2)
                 gains[k] = 0.5 * mass[k] * max(float(grad @ newton_direction(grad, hess)), 0.0)
             state.update(gains=gains, exact=True)
@@ -505,19 +512,21 @@ def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "new
         weights = (np.full(start.n_components, 1.0 / start.n_components)
                    if isinstance(start, MembershipParams) else start.weights)
         m_step, auto_info = select_m_step(design, SoftmaxMixtureParams(weights, start.atoms))
-    floor = _PRECISION_FLOOR[design.working_t.dtype.name] * float(data.n_choices)
+    floor = _PRECISION_FLOOR[design.dtype.name] * float(data.n_choices)
     tol_stop = max(tol, floor) if tol > 0 else 0.0
     em_map = make_panel_em_map(design, data, m_step=m_step, step_size=step_size,
                                newton_max_iter=newton_max_iter, tol=tol_stop)
-    work_x = design.working_t.T
+
+    def objective(prm):
+        return _panel_loglik_from_scores(_full_scores(design, prm.atoms), data, prm)
 
     def user_callback(it, prm, value):
         return callback(it, _with_atoms(prm, prm.atoms @ design.transform.T), value)
 
     result = run_em(
-        start, em_map, lambda prm: panel_log_likelihood(work_x, data, prm),
+        start, em_map, objective,
         max_iter=max_iter, tol=tol_stop, param_distance=_param_distance,
-        monotone=design.working_t.dtype == np.float64,
+        monotone=design.dtype == np.float64,
         callback=None if callback is None else user_callback, init_method=init_method,
         name=f"panel softmax-mixture EM (m_step={m_step!r})", warn=warn,
         accelerate=accelerate, to_vector=_to_vector, from_vector=_from_vector_fn(start),
@@ -544,11 +553,10 @@ def start_from_posteriors(design: Design, data: PanelData, resp: np.ndarray, *,
         raise ValueError(f"resp must be non-negative of shape (n_groups={data.n_groups}, K), "
                          f"got shape {resp.shape}.")
     resp = resp / resp.sum(axis=1, keepdims=True)
-    features_t = design.working_t
     eff = np.asarray(data.counts.T @ resp).T
-    targets = _dot(eff, features_t.T) / eff.sum(axis=1)[:, None]
+    targets = design.project(eff) / eff.sum(axis=1)[:, None]
     atoms = np.array([
-        newton_maximize(_newton_objective(features_t, t), np.zeros(features_t.shape[0]),
+        newton_maximize(_newton_objective(design, t), np.zeros(design.n_working),
                         max_iter=max_iter, max_step=_NEWTON_MAX_STEP).x for t in targets])
     atoms = atoms @ design.transform.T
     if data.covariates is not None:
@@ -594,10 +602,10 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
     covariates: its weights as the intercepts, the other coefficients 0), or a given
     :class:`MembershipParams` (with covariates).
     """
-    features = check_features(features)
+    features, stats = check_features(features, return_range=True)
     data = check_panel(features, choices, counts=counts, groups=groups, covariates=covariates)
     hp = est._check_hyperparameters(features.shape[0])
-    design = prepare_design(features, dtype=hp["dtype"])
+    design = prepare_design(features, dtype=hp["dtype"], column_stats=stats)
     totals = data.totals()
     rng = check_random_state(est.random_state)
 
@@ -620,7 +628,8 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
                 max_iter=hp["max_iter"], tol=hp["tol"], newton_max_iter=hp["newton_max_iter"],
                 accelerate=hp["accelerate"], callback=est.callback, init_method="given",
             )
-        params0, name = resolve_init(est.init, features, totals, hp["n_components"], child)
+        params0, name = resolve_init(est.init, features, totals, hp["n_components"], child,
+                                     design=design)
         if data.covariates is not None:
             logw = np.log(np.maximum(params0.weights, 1e-300))
             coef = np.zeros((params0.n_components, data.covariates.shape[1]))
