@@ -307,7 +307,12 @@ class SoftmaxMixture:
         Parameters
         ----------
         features : array-like of shape (n_alternatives, n_features)
-            Known features of the p alternatives (finite).
+            Known features of the p alternatives (finite). A PyTorch tensor (CUDA or CPU), a
+            CuPy array or another array-API array keeps the design-sized work on its device
+            (``pip install 'softmix[array-api]'``, :mod:`softmix.core.xp`): the fitted
+            parameters are NumPy float64, the probabilities over alternatives and posteriors
+            that methods return are in the design's namespace. Not for panels or the
+            moment-based starts.
         choices : array-like of int, shape (n_samples,), optional
             The chosen alternative of each observation, in ``[0, n_alternatives)``.
         counts : array-like of shape (n_alternatives,) or (n_groups, n_alternatives), optional
