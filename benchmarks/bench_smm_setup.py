@@ -87,6 +87,46 @@ def rows_for(p, length, k, iterations, label, seed=0) -> list[dict]:
     return rows
 
 
+def breakdown_rows(p, length, k, seed=0, repeats=3) -> list[dict]:
+    """Seconds of each setup piece of the new code path, in units (this tree only)."""
+    from softmix.softmax_mixture.design import prepare_design
+    from softmix.softmax_mixture.em import make_em_map, select_m_step
+    from softmix.softmax_mixture.model import check_features
+
+    data = make_softmax_mixture(10**7, p, length, k, separation=1.0, return_choices=False,
+                                random_state=seed)
+    x, counts = data.features, data.counts.astype(float)
+    rng = np.random.default_rng(seed)
+    start = SoftmaxMixtureParams(
+        np.full(k, 1.0 / k), data.atoms + 0.3 * rng.standard_normal(data.atoms.shape)
+        / np.sqrt(length))
+    pieces: dict[str, list[float]] = {}
+
+    def clock(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        pieces.setdefault(name, []).append(time.perf_counter() - t0)
+        return out
+
+    units = []
+    for _ in range(repeats):
+        units.append(unit_seconds(x, k, rng))
+        checked, stats = clock("check_features (one blocked pass)",
+                               lambda: check_features(x, return_range=True))
+        design = clock("prepare_design (sample covariance, eigh, identification)",
+                       lambda c=checked, s=stats: prepare_design(c, column_stats=s, warn=False))
+        work = design.to_working(start)
+        clock("select_m_step (auto rule)", lambda d=design, w=work: select_m_step(d, w))
+        em_map = make_em_map(design, counts, m_step="gradient")
+        clock("objective at the start (one E-step)", lambda m=em_map, w=work: m.objective(w))
+        new = clock("one EM map (gradient M-step)", lambda m=em_map, w=work: m(w)[0])
+        clock("exact stop rule at the end (batched CG)",
+              lambda m=em_map, n=new: m.stationarity(n, True))
+    unit = float(np.median(units))
+    return [{"piece": name, "seconds": float(np.median(v)), "units": float(np.median(v)) / unit,
+             "unit_s": unit} for name, v in pieces.items()]
+
+
 def markdown(rows: list[dict]) -> str:
     head = ("| version | init | accelerate | T | EM maps | m_step | unit s | fit s | "
             "setup / unit | fit / unit | per map / unit | target 5 + 1.2 maps |")
@@ -104,7 +144,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="p=5000, L=128 (a smoke test)")
     parser.add_argument("--label", default=f"softmix {softmix.__version__}")
     parser.add_argument("--csv", default=None, help="append the rows to this CSV")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time each setup piece of this tree instead")
     args = parser.parse_args(argv)
+    if args.breakdown:
+        size = (5000, 128, 10) if args.quick else (50_000, 768, 10)
+        print("| piece | seconds | / unit |\n|---|---|---|")
+        for r in breakdown_rows(*size):
+            print(f"| {r['piece']} | {r['seconds']:.3f} | {r['units']:.2f} |")
+        print(f"unit (A @ X.T + S @ X) = {r['unit_s']:.3f} s")
+        return 0
     if args.quick:
         rows = rows_for(5000, 128, 10, (0, 1, 3), args.label)
     else:

@@ -252,9 +252,14 @@ class Design:
         index = self.holdout_index() if index is None else index
         u = np.asarray(directions, dtype=float) @ self.transform.T  # (D, L)
         out = np.empty((index.shape[0], u.shape[0]))
+        every = index.shape[0] == self.n_alternatives  # all rows: slices, no gather
         for start in range(0, out.shape[0], _CHUNK_ROWS):
             idx = index[start : start + _CHUNK_ROWS]
-            block = _rows(self.features, idx) - self.mean
+            if not _xp.is_numpy(self.features):  # a gather on the device, the block to host
+                block = _rows(self.features, idx) - self.mean
+            else:
+                block = (self.features[start : start + idx.shape[0]] if every
+                         else self.features[idx]).astype(np.float64) - self.mean
             out[start : start + idx.shape[0]] = block @ u.T
         return out
 

@@ -826,9 +826,8 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
         se = he.std(axis=1) / norms / np.sqrt(sample.shape[0])
         clear = np.any(scores - 4 * se > threshold) or np.all(scores + 4 * se <= threshold)
         if not clear:
-            diag = design_diagnostics(
-                _standardised(design.sample_working(directions, np.arange(p))),
-                np.eye(directions.shape[0]), 4)
+            diag = design_diagnostics(_standardised(_full_scores(design, directions).T),
+                                      np.eye(directions.shape[0]), 4)
     m_step = "gradient" if diag.gaussian else "newton"
     compare = "<=" if diag.gaussian else ">"
     rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
@@ -915,7 +914,8 @@ def fit_em(
         :func:`softmix.core.em.run_em`; an iteration is then one SQUAREM cycle (up to three EM
         maps, ``result.extra["n_map_evals"]``). Same fixed points as plain EM.
     dtype : {"float64", "float32"}
-        Storage of the working design and precision of the two large products per iteration
+        Precision of the two large products per iteration (a float32 ``features`` array is
+        always used as is, in float32; ``"float32"`` on float64 features makes one float32 copy)
         (``X theta'`` and ``X' R``); everything else (exponentials, sums over alternatives,
         the log-likelihood, the M-step solves) is float64. float32 halves the design's memory
         and the products' memory traffic; the optimum it reaches agreed with float64's to

@@ -103,10 +103,12 @@ class SoftmaxMixture:
         same fixed points as exact EM; use 20 or more for an exact M-step (studies of EM
         itself). Why 1 is the default: docs/performance.md.
     dtype : {"float64", "float32"} or numpy dtype, default="float64"
-        Storage of EM's working copy of the design and precision of the two large matrix
-        products per iteration; exponentials, sums, the log-likelihood and the M-step solves
-        stay float64 (see :func:`softmix.softmax_mixture.em.fit_em`). float32 halves the
-        design's memory; the optimum agrees with float64's to ~1e-7 (relative log-likelihood).
+        Precision of the two large matrix products per iteration, which run on the design
+        itself (no working copy); exponentials, sums, the log-likelihood and the M-step solves
+        stay float64 (see :func:`softmix.softmax_mixture.em.fit_em`). A float32 design is used
+        as given (never copied), so its products are float32 whatever ``dtype`` says;
+        ``"float32"`` on a float64 design makes one centred float32 copy (half its memory).
+        The optimum agrees with float64's to ~1e-7 (relative log-likelihood).
     ridge : float, default=0.0
         Penalty ``ridge / 2 * sum_k Var_j(x_j' theta_k)`` on the atoms (a Gaussian prior on
         each class's utilities; scale-free, a fixed number of nats whatever N). 0 is maximum
