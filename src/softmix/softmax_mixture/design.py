@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from softmix.core import xp as _xp
 from softmix.exceptions import SoftmixWarning
 from softmix.softmax_mixture.model import (
     _CHUNK_ROWS,
@@ -147,7 +148,9 @@ class Design:
 
     @property
     def dtype(self) -> np.dtype:
-        """Precision of the two products (the design's own dtype)."""
+        """Precision of the two products (the design's own dtype, as a NumPy dtype)."""
+        if not _xp.is_numpy(self.features):
+            return np.dtype(_xp.dtype_name(self.features))
         return self.features.dtype
 
     @property
@@ -174,8 +177,11 @@ class Design:
         rows : slice, optional
             Rows of the design (all p when None).
         """
-        x = self.features if rows is None else self.features[rows]
+        x = self.features if rows is None else self.features[rows, :]
         user = np.asarray(atoms, dtype=float) @ self.transform.T  # (K, L)
+        if not _xp.is_numpy(x):  # on the design's device (softmix.core.xp), float64 result
+            out = _xp.dot(user, x.T)
+            return out - _xp.from_host((user @ self.mean)[:, None], out)
         out = _as_compute(user, x.dtype) @ x.T
         out = out.astype(np.float64, copy=False)
         out -= (user @ self.mean)[:, None]
@@ -193,7 +199,12 @@ class Design:
         rows : slice, optional
             Rows of the design ``stacked`` refers to (all p when None).
         """
-        x = self.features if rows is None else self.features[rows]
+        x = self.features if rows is None else self.features[rows, :]
+        if not _xp.is_numpy(x):  # the product on the device, the (M, L) result on the host
+            out = _xp.to_host(_xp.dot(stacked, x))
+            sums = _xp.to_host(_xp.namespace(stacked).sum(stacked, axis=1)
+                               if not _xp.is_numpy(stacked) else stacked.sum(axis=1))
+            return (out - sums[:, None] * self.mean) @ self.transform
         out = (_as_compute(stacked, x.dtype) @ x).astype(np.float64, copy=False)
         out -= stacked.sum(axis=1)[:, None] * self.mean
         return out @ self.transform
@@ -223,7 +234,7 @@ class Design:
         out = np.zeros((r, r))
         for start in range(0, self.n_alternatives, step):
             rows = slice(start, min(start + step, self.n_alternatives))
-            z = self.scores(eye, rows) - c  # (r, n_rows)
+            z = _xp.host(self.scores(eye, rows)) - c  # (r, n_rows), on the host
             out += (z * w[rows]) @ z.T
         return (out + out.T) / 2.0
 
@@ -236,7 +247,7 @@ class Design:
             out = np.empty((self.n_working, self.n_alternatives))
             eye = np.eye(self.n_working)
             for rows in self.chunks():
-                out[:, rows] = self.scores(eye, rows)
+                out[:, rows] = _xp.host(self.scores(eye, rows))
             self._cache["z_t"] = out
         return self._cache["z_t"]
 
@@ -273,8 +284,11 @@ class Design:
         every = index.shape[0] == self.n_alternatives  # all rows: slices, no gather
         for start in range(0, out.shape[0], _CHUNK_ROWS):
             idx = index[start : start + _CHUNK_ROWS]
-            block = (self.features[start : start + idx.shape[0]] if every
-                     else self.features[idx]).astype(np.float64) - self.mean
+            if not _xp.is_numpy(self.features):  # a gather on the device, the block to host
+                block = _rows(self.features, idx) - self.mean
+            else:
+                block = (self.features[start : start + idx.shape[0]] if every
+                         else self.features[idx]).astype(np.float64) - self.mean
             out[start : start + idx.shape[0]] = block @ u.T
         return out
 
@@ -312,11 +326,30 @@ def _collinear_columns(vectors: np.ndarray) -> list[int]:
     return np.flatnonzero(np.max(np.abs(vectors), axis=1) > 1e-3).tolist()
 
 
+def _rows(x, index: np.ndarray) -> np.ndarray:
+    """``x[index]`` as NumPy float64: a gather on the device for another namespace (a block of
+    rows, copied to the host)."""
+    if _xp.is_numpy(x):
+        return x[index].astype(np.float64)
+    xp = _xp.namespace(x)
+    return _xp.to_host(xp.take(x, _xp.from_host(index, x, xp.int64), axis=0))
+
+
 def _sample_covariance(x: np.ndarray, index: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """``sum_{j in index} (x_j - mean)(x_j - mean)'`` in float64, in blocks of rows."""
     length = x.shape[1]
     out = np.zeros((length, length))
     contiguous = index.shape[0] == x.shape[0]
+    if not _xp.is_numpy(x):  # float64 blocks on the device, the (L, L) sum on the host
+        xp = _xp.namespace(x)
+        centre = _xp.from_host(mean, x, xp.float64)
+        for start in range(0, index.shape[0], _CHUNK_ROWS):
+            stop = min(start + _CHUNK_ROWS, index.shape[0])  # no out-of-range stops in the API
+            block = (x[start:stop, :] if contiguous else xp.take(
+                x, _xp.from_host(index[start:stop], x, xp.int64), axis=0))
+            block = xp.astype(block, xp.float64) - centre
+            out += _xp.to_host(xp.matmul(block.T, block))
+        return (out + out.T) / 2.0
     for start in range(0, index.shape[0], _CHUNK_ROWS):
         block = (x[start : start + _CHUNK_ROWS] if contiguous
                  else x[index[start : start + _CHUNK_ROWS]])
@@ -329,12 +362,30 @@ def _exact_covariance_along(x: np.ndarray, mean: np.ndarray, directions: np.ndar
     """``W' Sigma W`` over all p rows (W = directions, (L, m)): one thin product, O(p L m)."""
     m = directions.shape[1]
     out = np.zeros((m, m))
-    w = _as_compute(directions, x.dtype)
     shift = mean @ directions
+    if not _xp.is_numpy(x):  # (p, m) thin product on the device, in the design's precision
+        proj = _xp.to_host(_xp.dot(x, directions)) - shift
+        out = proj.T @ proj
+        return (out + out.T) / 2.0 / x.shape[0]
+    w = _as_compute(directions, x.dtype)
     for start in range(0, x.shape[0], _CHUNK_ROWS):
         proj = (x[start : start + _CHUNK_ROWS] @ w).astype(np.float64) - shift
         out += proj.T @ proj
     return (out + out.T) / 2.0 / x.shape[0]
+
+
+def _centred_float32(x, mean: np.ndarray):
+    """The one centred float32 copy of a float64 design of another namespace, on its device,
+    made in row blocks (``dtype="float32"``)."""
+    import array_api_compat
+
+    xp = _xp.namespace(x)
+    out = xp.empty(tuple(x.shape), dtype=xp.float32, device=array_api_compat.device(x))
+    centre = _xp.from_host(mean, x)
+    for start in range(0, x.shape[0], _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, x.shape[0])
+        out[start:stop, :] = xp.astype(x[start:stop, :] - centre, xp.float32)
+    return out
 
 
 def prepare_design(
@@ -395,11 +446,15 @@ def prepare_design(
     x = features
     p, length = x.shape
     target = np.dtype(dtype)
-    if x.dtype not in (np.float32, np.float64):
+    device = not _xp.is_numpy(x)  # another namespace (softmix.core.xp): x stays on its device
+    if not device and x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
     colmax, colmin, mean = (column_range(x, with_mean=True) if column_stats is None
                             else column_stats)
-    if target == np.float32 and x.dtype != np.float32:
+    if device and target == np.float32 and _xp.dtype_name(x) != "float32":
+        x, colmax, colmin, mean = (_centred_float32(x, mean), colmax - mean, colmin - mean,
+                                   np.zeros(length))
+    elif not device and target == np.float32 and x.dtype != np.float32:
         copy = np.empty(x.shape, dtype=np.float32)  # the one float32 copy, centred in blocks
         for start in range(0, p, _CHUNK_ROWS):
             copy[start : start + _CHUNK_ROWS] = x[start : start + _CHUNK_ROWS] - mean

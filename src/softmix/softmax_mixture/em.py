@@ -89,6 +89,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from softmix._validation import check_choice, check_float, check_int
+from softmix.core import xp as _xp
 from softmix.core.em import run_em
 from softmix.core.result import FitResult
 from softmix.core.solvers import CG_MAX_ITER, newton_direction, newton_maximize
@@ -193,8 +194,36 @@ class EStep:
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
     """``log sum_j exp(scores_kj)`` per row, max-shifted (a lean scipy.special.logsumexp)."""
+    if not _xp.is_numpy(scores):  # another namespace (softmix.core.xp): the (K,) on the host
+        return _xp.to_host(_xp.logsumexp(scores, axis=-1))
     row_max = scores.max(axis=-1, keepdims=True)
     return (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+def _softmax_rows(scores, log_partition: np.ndarray):
+    """``exp(scores - log_partition[:, None])`` in the namespace of ``scores``."""
+    if _xp.is_numpy(scores):
+        return np.exp(scores - log_partition[:, None])
+    return _xp.namespace(scores).exp(scores - _xp.from_host(log_partition[:, None], scores))
+
+
+def _rows_of(scores, idx: np.ndarray):
+    """``scores[idx]`` (integer rows) in any namespace."""
+    if _xp.is_numpy(scores):
+        return scores[idx]
+    xp = _xp.namespace(scores)
+    return xp.take(scores, _xp.from_host(idx, scores, xp.int64), axis=0)
+
+
+def _set_rows(scores, idx: np.ndarray, rows):
+    """``scores[idx] = rows`` (NumPy), or row by row for another namespace (integer-array
+    assignment is not in the array API)."""
+    if _xp.is_numpy(scores):
+        scores[idx] = rows
+        return scores
+    for i, k in enumerate(idx.tolist()):
+        scores[k, :] = rows[i, :]
+    return scores
 
 
 #: Scores more than this below their row's maximum could underflow exp() (exp(-745) = 0);
@@ -251,6 +280,8 @@ def e_step(
     in log space (logsumexp over components).
     """
     design = _as_design(design)
+    if not _xp.is_numpy(design.features):
+        return _e_step_xp(design, counts, params, scores)
     k = params.n_components
     if scores is None:
         scores = np.empty((k, design.n_alternatives))
@@ -301,6 +332,50 @@ def e_step(
     )
 
 
+def _e_step_xp(design: Design, counts, params: SoftmaxMixtureParams, scores=None) -> EStep:
+    """:func:`e_step` with the design in another array namespace (:mod:`softmix.core.xp`):
+    the same formulas (probability-space and log-space branches), the (K, p) and (2K, p) work
+    in float64 on the design's device, in one chunk (a device has the memory: (2K, p) float64 is
+    41 MB at K = 10, p = 256,000); the statistics returned are NumPy float64."""
+    k = params.n_components
+    if scores is None:
+        scores = design.scores(params.atoms)  # (K, p) float64 on the device
+    xp = _xp.namespace(scores)
+    n = counts if not _xp.is_numpy(counts) else _xp.from_host(counts, scores)
+    chosen = n > 0
+    zero = xp.zeros_like(scores[0, :])
+    weights = _xp.from_host(params.weights, scores)
+    row_max = xp.max(scores, axis=1, keepdims=True)
+    shifted = scores - row_max
+    if float(xp.min(shifted)) > -_SAFE_RANGE:
+        pi = xp.exp(shifted)
+        norm = xp.sum(pi, axis=1, keepdims=True)
+        pi = pi / norm
+        log_partition = _xp.to_host(row_max + xp.log(norm))[:, 0]
+        mix = xp.matmul(weights, pi)  # (p,)
+        loglik = float(xp.sum(xp.where(chosen, n * xp.log(xp.where(chosen, mix, zero + 1.0)),
+                                       zero)))
+        resp = pi * (n / mix) * weights[:, None]
+    else:
+        log_partition_d = _xp.logsumexp(scores, axis=1, keepdims=True)
+        log_partition = _xp.to_host(log_partition_d)[:, 0]
+        log_pi = scores - log_partition_d
+        joint = log_pi + _xp.from_host(_log_weights(params.weights), scores)[:, None]
+        log_mix = _xp.logsumexp(joint, axis=0)
+        loglik = float(xp.sum(xp.where(chosen, n * log_mix, zero)))
+        log_mix = xp.where(xp.isfinite(log_mix), log_mix, zero + float("inf"))
+        resp = xp.exp(joint - log_mix) * n
+        pi = xp.exp(log_pi)
+    products = design.project(xp.concat([resp, pi], axis=0))  # (2K, r) on the host
+    return EStep(
+        log_likelihood=loglik,
+        log_partition=log_partition,
+        mass=_xp.to_host(xp.sum(resp, axis=1)),
+        weighted_sums=products[:k],
+        mean_features=products[k:],
+    )
+
+
 def component_objective(
     design: Design | np.ndarray, target: np.ndarray, theta: np.ndarray, order: int = 2,
     *, matrix_free: bool = False,
@@ -331,24 +406,24 @@ def component_objective(
     design = _as_design(design)
     theta = np.asarray(theta, dtype=float)
     with np.errstate(over="ignore", invalid="ignore"):  # a wild trial step: rejected by Newton
-        s = design.scores(theta[None, :])[0]
+        s = design.scores(theta[None, :])[0, :]
         log_z = float(_row_logsumexp(s))
         value = float(theta @ target) - log_z
     if not np.isfinite(value):
         value = -np.inf
     if order == 0:
         return value
-    pi = np.exp(s - log_z)
+    pi = _softmax_rows(s[None, :], np.array([log_z]))[0, :]
     xbar = design.project(pi[None, :])[0]
     length = design.n_working
     if matrix_free:
         def neg_cov_times(v):
-            u = design.scores(np.ravel(v)[None, :])[0]
+            u = design.scores(np.ravel(v)[None, :])[0, :]
             return xbar * float(xbar @ np.ravel(v)) - design.project((pi * u)[None, :])[0]
 
         return value, target - xbar, LinearOperator((length, length), matvec=neg_cov_times,
                                                     dtype=float)
-    return value, target - xbar, -design.weighted_covariance(pi, xbar)
+    return value, target - xbar, -design.weighted_covariance(_xp.host(pi), xbar)
 
 
 def _newton_objective(design: Design, target: np.ndarray, penalty=None, *, dense: bool = False):
@@ -496,6 +571,9 @@ def make_em_map(
                          "Var_j(x_j' theta) is exact): pass design.exact_design().")
     variances = design.variances
     counts = np.asarray(counts, dtype=float)
+    # the counts the E-step multiplies, moved once per map to the design's device
+    counts_e = counts if _xp.is_numpy(design.features) else _xp.from_host(
+        counts, design.features, _xp.namespace(design.features).float64)
     n_total = float(counts.sum())
     cache: dict = {}
     warned: set[int] = set()
@@ -517,7 +595,7 @@ def make_em_map(
             return cache["stats"]
         scores = cache.get("scores") if cache.get("atoms") is params.atoms else None
         cache.clear()
-        cache["at"], cache["stats"] = params, e_step(design, counts, params, scores)
+        cache["at"], cache["stats"] = params, e_step(design, counts_e, params, scores)
         return cache["stats"]
 
     def objective(params: SoftmaxMixtureParams) -> float:
@@ -650,7 +728,7 @@ def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
     if atoms.shape[0] == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
     scores = _full_scores(design, atoms)
-    pi = np.exp(scores - _row_logsumexp(scores)[:, None])
+    pi = _softmax_rows(scores, _row_logsumexp(scores))
     chunks = design.chunks()
     xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
     grad = targets - xbar
@@ -747,18 +825,21 @@ def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_siz
         eta *= 0.5
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx] + eta * direction[idx]
-        scores[idx] = _full_scores(design, new_atoms[idx])
-        q_new[idx] = q_of(new_atoms[idx], scores[idx], idx)
+        scores = _set_rows(scores, idx, _full_scores(design, new_atoms[idx]))
+        q_new[idx] = q_of(new_atoms[idx], _rows_of(scores, idx), idx)
         bad[idx] = ~(q_new[idx] >= q_old[idx])
     if np.any(bad):  # no ascent found along the gradient: keep those atoms (Q_k unchanged)
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx]
-        scores[idx] = _full_scores(design, atoms[idx])
+        scores = _set_rows(scores, idx, _full_scores(design, atoms[idx]))
     return new_atoms, scores, grad
 
 
 def _full_scores(design: Design, atoms: np.ndarray) -> np.ndarray:
-    """``design.scores(atoms)`` over every row, chunk by chunk into one (K, p) array."""
+    """``design.scores(atoms)`` over every row, chunk by chunk into one (K, p) array (on the
+    design's device, in one piece, for another array namespace)."""
+    if not _xp.is_numpy(design.features):
+        return design.scores(atoms)
     out = np.empty((atoms.shape[0], design.n_alternatives))
     for rows in design.chunks():
         out[:, rows] = design.scores(atoms, rows)
@@ -997,7 +1078,7 @@ def fit_em(
         def user_callback(it, params, value):
             return callback(it, design.from_working(params), value)
 
-    penalised = em_map.objective  # shares its E-step with the map and the stop rule
+    penalised = em_map.objective  # type: ignore[attr-defined]  # shares its E-step with the map and the stop rule
 
     name = f"softmax-mixture EM (m_step={m_step!r})"
 

@@ -17,6 +17,7 @@ from softmix._validation import (
     check_int,
     check_random_state,
 )
+from softmix.core import xp as _xp
 from softmix.core.restarts import fit_with_restarts
 from softmix.core.result import FitResult
 from softmix.exceptions import SoftmixWarning
@@ -43,6 +44,15 @@ from softmix.softmax_mixture.model import (
 )
 
 __all__ = ["SoftmaxMixture", "check_choices", "check_counts", "check_features", "to_counts"]
+
+
+def _numpy_only(features: Any, what: str) -> None:
+    """Refuse a non-NumPy design for the parts not ported to other array namespaces."""
+    if features is not None and not _xp.is_numpy(features):
+        raise TypeError(
+            f"{what} run on NumPy designs only; features is a {type(features).__module__}."
+            f"{type(features).__name__}. Pass numpy.asarray(features) (a CUDA tensor: "
+            "features.cpu().numpy()). Plain fits on counts or choices accept it.")
 
 
 class SoftmaxMixture:
@@ -299,7 +309,12 @@ class SoftmaxMixture:
         Parameters
         ----------
         features : array-like of shape (n_alternatives, n_features)
-            Known features of the p alternatives (finite).
+            Known features of the p alternatives (finite). A PyTorch tensor (CUDA or CPU), a
+            CuPy array or another array-API array keeps the design-sized work on its device
+            (``pip install 'softmix[array-api]'``, :mod:`softmix.core.xp`): the fitted
+            parameters are NumPy float64, the probabilities over alternatives and posteriors
+            that methods return are in the design's namespace. Not for panels or the
+            moment-based starts.
         choices : array-like of int, shape (n_samples,), optional
             The chosen alternative of each observation, in ``[0, n_alternatives)``. A Dask
             array or Series (a token stream past memory; with ``groups`` a NumPy or Dask array)
@@ -321,6 +336,7 @@ class SoftmaxMixture:
         self
         """
         if _panel.is_panel_call(counts, groups, covariates):
+            _numpy_only(features, "panel fits (groups, covariates or 2-D counts)")
             return _panel.fit_estimator(self, features, choices, counts, groups, covariates)
         features, stats = check_features(features, return_range=True)  # used as is, no copy
         n = to_counts(features, choices, counts)
@@ -416,6 +432,10 @@ class SoftmaxMixture:
         _panel.require_no_covariates(self, "predict_proba")
         x = self._features(features)
         choices = check_choices(choices, x.shape[0])
+        if not _xp.is_numpy(x):  # (n_samples, K) on the design's device (softmix.core.xp)
+            xp = _xp.namespace(x)
+            resp = xp.exp(log_responsibilities(x, self.params_))
+            return xp.take(resp, _xp.from_host(choices, resp, xp.int64), axis=0)
         return np.exp(log_responsibilities(x, self.params_))[choices]
 
     def predict(self, choices: Any = None, *, features: Any = None, **panel: Any) -> np.ndarray:
@@ -511,9 +531,10 @@ class SoftmaxMixture:
         x = self._features(features)
         if not per_class:
             _panel.require_no_covariates(self, "choice_probabilities")
+        exp = np.exp if _xp.is_numpy(x) else _xp.namespace(x).exp  # on the design's device
         if per_class:
-            return np.exp(log_class_probabilities(x, self.params_.atoms))
-        return np.exp(log_mixture_probabilities(x, self.params_))
+            return exp(log_class_probabilities(x, self.params_.atoms))
+        return exp(log_mixture_probabilities(x, self.params_))
 
     # -- inference (softmix.inference; the glue is in softmax_mixture/likelihood.py) ---------
 

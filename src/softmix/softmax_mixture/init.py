@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from softmix.core import xp as _xp
 from softmix.softmax_mixture.model import SoftmaxMixtureParams, weighted_covariance
 
 __all__ = ["INITIALISERS", "Initialiser", "random_init", "resolve_init"]
@@ -57,12 +58,16 @@ def random_init(
     freq = counts / counts.sum()
     if design is not None and not design.exact:
         return _random_init_sampled(design, freq, n_components, rng)
-    mean = features.mean(axis=0)
+    if _xp.is_numpy(features):
+        mean, chosen_mean = features.mean(axis=0), features.T @ freq
+    else:  # the two (L,) means on the design's device (covariances too: weighted_covariance)
+        xp = _xp.namespace(features)
+        mean = _xp.to_host(xp.sum(features, axis=0, dtype=xp.float64)) / features.shape[0]
+        chosen_mean = _xp.to_host(_xp.dot(freq, features))
     sigma = weighted_covariance(features, mean=mean) / features.shape[0]
     values, vectors = np.linalg.eigh(sigma)
     keep = values > values[-1] * 1e-10
     inv_sqrt = vectors[:, keep] / np.sqrt(values[keep])  # (L, r): Sigma^{-1/2} on the range
-    chosen_mean = features.T @ freq
     centre = inv_sqrt @ (inv_sqrt.T @ (chosen_mean - mean))
     chosen_cov = weighted_covariance(features, freq, chosen_mean)
     excess = float(np.trace(inv_sqrt.T @ chosen_cov @ inv_sqrt)) - int(keep.sum())
@@ -158,6 +163,12 @@ def resolve_init(
     name : str
     """
     if isinstance(init, str):
+        if init != "random" and init in INITIALISERS and not _xp.is_numpy(features):
+            raise ValueError(
+                f"init={init!r} (a moment-based warm start) runs on NumPy designs only; features "
+                f"is a {type(features).__module__}.{type(features).__name__}. Use "
+                "init='random' (computed on the design's device) or starting parameters, or "
+                "pass the design as a NumPy array.")
         if init not in INITIALISERS:
             raise ValueError(
                 f"init must be one of {sorted(INITIALISERS)} or starting parameters "

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from softmix._validation import check_array, check_int, check_random_state, check_scale
+from softmix.core import xp as _xp
 from softmix.core.special import log_softmax, logsumexp
 
 __all__ = [
@@ -197,7 +198,14 @@ def check_features(features: Any, *, return_range: bool = False):
     return_range : bool
         Also return ``(colmax, colmin, mean)`` of that pass (for :func:`~softmix.
         softmax_mixture.design.prepare_design`, which then does not repeat it).
+
+    A PyTorch, CuPy or other array-API array is checked where it lives (one pass on its device)
+    and returned as is, in its own floating dtype (integers become float64 there):
+    :mod:`softmix.core.xp`.
     """
+    if not _xp.is_numpy(features):
+        arr = _check_features_xp(features)
+        return (arr, column_range(arr, with_mean=True)) if return_range else arr
     arr = check_array(features, "features", ndim=2, dtype=None, finite=False)
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
@@ -234,6 +242,14 @@ def column_range(features: np.ndarray, *, with_mean: bool = False):
     mean : ndarray of shape (L,)
         Only with ``with_mean=True`` (accumulated in float64).
     """
+    if not _xp.is_numpy(features):  # one pass on the device (softmix.core.xp), (L,) back
+        xp = _xp.namespace(features)
+        colmax = _xp.to_host(xp.max(features, axis=0))
+        colmin = _xp.to_host(xp.min(features, axis=0))
+        if with_mean:
+            mean = _xp.to_host(xp.sum(features, axis=0, dtype=xp.float64)) / features.shape[0]
+            return colmax, colmin, mean
+        return colmax, colmin
     length = features.shape[1]
     colmax = np.full(length, -np.inf)
     colmin = np.full(length, np.inf)
@@ -247,6 +263,38 @@ def column_range(features: np.ndarray, *, with_mean: bool = False):
     if with_mean:
         return colmax, colmin, total / features.shape[0]
     return colmax, colmin
+
+
+def _check_features_xp(features: Any) -> Any:
+    """:func:`check_features` for an array of another namespace (no host copy)."""
+    xp = _xp.namespace(features)
+    if features.ndim != 2:
+        raise ValueError(f"features must be 2-D, got an array of shape {tuple(features.shape)}.")
+    if _xp.dtype_name(features) not in ("float32", "float64"):
+        if not (xp.isdtype(features.dtype, "integral") or features.dtype == xp.bool):
+            raise TypeError(f"features must hold real numbers, got dtype {features.dtype}.")
+        features = xp.astype(features, xp.float64)
+    shape = tuple(features.shape)
+    if shape[0] < 2:
+        raise ValueError(
+            f"features must have one row per alternative and at least 2 alternatives, got shape "
+            f"{shape}.")
+    if shape[1] < 1:
+        raise ValueError(f"features must have at least one column, got shape {shape}.")
+    finite = xp.isfinite(features)
+    if not bool(xp.all(finite)):
+        bad = int(xp.sum(xp.astype(~finite, xp.int64)))
+        raise ValueError(
+            f"features contains {bad} NaN or infinite value(s). Remove or impute them before "
+            "fitting.")
+    limit = np.sqrt(np.finfo(float).max / shape[0]) * 1e-3
+    big = float(xp.max(xp.abs(features)))
+    if big > limit:
+        raise ValueError(
+            f"features holds values up to {big:.3g} in absolute value: the fit's sums of squares "
+            f"over {shape[0]} samples would overflow (limit about {limit:.3g}). Rescale "
+            "features (e.g. standardise it) before fitting.")
+    return features
 
 
 def _integral(arr: np.ndarray, name: str, what: str) -> np.ndarray:
@@ -333,6 +381,15 @@ def log_class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarr
     ndarray of shape (n_alternatives, n_components)
         Column k is the log-softmax of ``features @ atoms[k]`` over the p alternatives.
     """
+    if not _xp.is_numpy(features):  # an array of another namespace: computed on its device
+        if features.ndim != 2 or np.ndim(atoms) != 2 or features.shape[1] != np.shape(atoms)[1]:
+            raise ValueError(
+                f"features (p, L) and atoms (K, L) must have the same number of columns L, got "
+                f"shapes {tuple(features.shape)} and {np.shape(atoms)}.")
+        scores = _xp.dot(features, np.asarray(atoms, dtype=float).T)
+        if not bool(_xp.namespace(scores).all(_xp.namespace(scores).isfinite(scores))):
+            _check_features_xp(features)  # names NaN/inf in features (else the atoms overflow)
+        return scores - _xp.logsumexp(scores, axis=0, keepdims=True)
     if np.ndim(features) != 2 or np.ndim(atoms) != 2 or np.shape(features)[1] != np.shape(atoms)[1]:
         raise ValueError(
             f"features (p, L) and atoms (K, L) must have the same number of columns L, got shapes "
@@ -377,7 +434,10 @@ def log_mixture_probabilities(features: np.ndarray, params: SoftmaxMixtureParams
     ndarray of shape (n_alternatives,)
     """
     _check_params_type(params)
-    joint = log_class_probabilities(features, params.atoms) + _log_weights(params.weights)
+    joint = log_class_probabilities(features, params.atoms)
+    if not _xp.is_numpy(joint):
+        return _xp.logsumexp(joint + _xp.from_host(_log_weights(params.weights), joint), axis=1)
+    joint = joint + _log_weights(params.weights)
     return logsumexp(joint, axis=1)
 
 
@@ -391,7 +451,14 @@ def log_responsibilities(features: np.ndarray, params: SoftmaxMixtureParams) -> 
         for every component (an alternative the model considers impossible) is uniform.
     """
     _check_params_type(params)
-    joint = log_class_probabilities(features, params.atoms) + _log_weights(params.weights)
+    joint = log_class_probabilities(features, params.atoms)
+    if not _xp.is_numpy(joint):
+        xp = _xp.namespace(joint)
+        joint = joint + _xp.from_host(_log_weights(params.weights), joint)
+        log_mix = _xp.logsumexp(joint, axis=1, keepdims=True)
+        uniform = xp.full_like(joint, -float(np.log(joint.shape[1])))
+        return xp.where(xp.isfinite(log_mix), joint - log_mix, uniform)
+    joint = joint + _log_weights(params.weights)
     log_mix = logsumexp(joint, axis=1, keepdims=True)
     impossible = ~np.isfinite(log_mix[:, 0])
     if np.any(impossible):
@@ -404,6 +471,10 @@ def log_responsibilities(features: np.ndarray, params: SoftmaxMixtureParams) -> 
 
 def _dot_counts(counts: np.ndarray, log_probs: np.ndarray) -> float:
     """sum_j n_j log_probs_j with 0 * (-inf) = 0 (the xlogy convention, in log space)."""
+    if not _xp.is_numpy(log_probs):
+        xp = _xp.namespace(log_probs)
+        n = _xp.from_host(counts, log_probs)
+        return float(xp.sum(xp.where(n > 0, n * log_probs, xp.zeros_like(log_probs))))
     return float(counts @ np.where(counts > 0, log_probs, 0.0))
 
 
@@ -424,16 +495,16 @@ def log_likelihood(features: np.ndarray, counts: np.ndarray, params: SoftmaxMixt
         on an alternative of probability 0 gives ``-inf``. The multinomial coefficient is omitted
         (the likelihood of the ordered sample ``Y_1..Y_N``).
     """
-    if np.shape(counts) != np.shape(features)[:1]:
+    if np.shape(counts) != tuple(features.shape)[:1]:
         raise ValueError(
-            f"counts must have one entry per alternative, shape {np.shape(features)[:1]} like the "
-            f"rows of features; got shape {np.shape(counts)}."
+            f"counts must have one entry per alternative, shape {tuple(features.shape)[:1]} like "
+            f"the rows of features; got shape {np.shape(counts)}."
         )
     return _dot_counts(counts, log_mixture_probabilities(features, params))
 
 
 def _class_probabilities(features: np.ndarray, atoms: np.ndarray) -> np.ndarray:
-    probs = np.exp(log_class_probabilities(features, atoms))
+    probs = np.exp(_xp.host(log_class_probabilities(features, atoms)))  # (p, K) on the host
     return probs / probs.sum(axis=0, keepdims=True)  # exact normalisation for the samplers
 
 
@@ -567,6 +638,8 @@ def weighted_covariance(
         Symmetric positive semi-definite. With ``weights = pi(theta)`` this is
         ``Cov_{pi(theta)}(x)``, minus the Hessian of the log-partition function.
     """
+    if not _xp.is_numpy(features):
+        return _weighted_covariance_xp(features, weights, mean)
     p, length = features.shape
     if mean is None:
         mean = (features.T @ weights / weights.sum()) if weights is not None else features.mean(0)
@@ -583,6 +656,31 @@ def weighted_covariance(
             block = features[start : start + _CHUNK_ROWS] - mean
             right = block if weights is None else block * weights[start : start + _CHUNK_ROWS, None]
             out += block.T @ right
+    return (out + out.T) / 2.0
+
+
+def _weighted_covariance_xp(features: Any, weights: Any = None, mean: Any = None) -> np.ndarray:
+    """:func:`weighted_covariance` of a (p, L) array of another namespace, on its device, in
+    row blocks; the (L, L) result is NumPy float64. ``weights`` and ``mean`` may be NumPy or on
+    the device."""
+    xp = _xp.namespace(features)
+    p, length = features.shape
+    w = None if weights is None else (
+        _xp.from_host(weights, features, xp.float64) if _xp.is_numpy(weights) else weights)
+    if mean is None:
+        mean = (_xp.host(_xp.dot(w, features)) / float(xp.sum(w)) if w is not None
+                else _xp.to_host(xp.sum(features, axis=0, dtype=xp.float64)) / p)
+    centre = _xp.from_host(_xp.host(mean), features, xp.float64)
+    if w is not None:
+        w = xp.astype(w, xp.float64)
+    out = np.zeros((length, length))
+    for start in range(0, p, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, p)  # the array API has no out-of-range slice stops
+        # float64 blocks, as on the host: identification thresholds eigenvalues at 1e-10 of the
+        # largest, beyond float32's resolution (a float32 Gram matrix changed r at L = 4096)
+        block = xp.astype(features[start:stop, :], xp.float64) - centre
+        right = block if w is None else block * w[start:stop, None]
+        out += _xp.to_host(xp.matmul(block.T, right))
     return (out + out.T) / 2.0
 
 
