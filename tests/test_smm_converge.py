@@ -116,3 +116,27 @@ def test_affine_span_certificate_skips_the_face_lp_only_when_no_face_exists():
     assert not _spans_affinely(flat_design, chosen)
     direction = face_direction(flat_design, chosen.astype(float))
     assert direction is not None and abs(direction[0]) > 0.99
+
+
+def test_a_component_diverging_onto_a_face_is_named():
+    """Every alternative is chosen (so the whole-count face check finds nothing), but the 10
+    alternatives on the edge x1 = 1 of a unit grid carry a 100x excess: one component puts all
+    its mass there, its atom grows along x1 without end and EM stops (even on ``tol``: the
+    likelihood is within 1e-7 nats of its supremum) with an arbitrary atom. It is named."""
+    from softmix.exceptions import DegenerateComponentWarning
+
+    g = np.linspace(0.0, 1.0, 10)
+    x = np.array([[a, b] for a in g for b in g])
+    counts = np.full(100, 10.0)
+    counts[x[:, 0] == 1.0] = 1000.0
+    with pytest.warns(DegenerateComponentWarning, match="face of the convex hull"):
+        m = softmix.SoftmaxMixture(2, random_state=0, max_iter=300, m_step="newton").fit(
+            x, counts=counts)
+    big = m.fit_result_.extra["diverging_components"]
+    assert len(big) == 1 and m.atoms_[big[0], 0] > 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateComponentWarning)
+        r = softmix.SoftmaxMixture(2, random_state=0, max_iter=300, ridge=1.0).fit(
+            x, counts=counts)
+    assert "diverging_components" not in r.fit_result_.extra
+    assert np.abs(r.atoms_).max() < 50

@@ -1123,6 +1123,8 @@ def fit_em(
                 SoftmixWarning,
                 stacklevel=2,
             )
+    if max_iter > 0 and ridge == 0 and face is None:
+        _warn_diverging(result, design, warn)
     # the start itself when no iteration ran (no round trip through the working coordinates)
     result.params = params0 if result.params is start else design.from_working(result.params)
     result.extra["m_step"] = m_step
@@ -1167,6 +1169,47 @@ def coincident_pairs(params: SoftmaxMixtureParams) -> list[tuple[int, int]]:
             if live[k] and live[j] and close:
                 pairs.append((k, j))
     return pairs
+
+
+#: [chosen] Standard deviation (nats) over the alternatives of a component's log-probabilities
+#: above which its atom is reported as (probably) diverging: e^20 between alternatives one
+#: standard deviation apart. Fits with a finite optimum measured here stay far below (Zipfian
+#: word frequencies as one class: ~2-3 nats); a component moving toward a face of the convex
+#: hull of the design grows without bound (98.9 x the unit grid's spread, 31 nats, in
+#: tests/test_smm_converge.py; a whitened norm of 459 on MiniLM's word embeddings).
+_DIVERGING_SCORE_SD = 20.0
+
+
+def _warn_diverging(result, design: Design, warn: bool) -> None:
+    """Name components whose atoms are so large that they are probably diverging.
+
+    A component whose M-step target lies on a face of the convex hull of the design has no
+    finite M-step maximiser: its atom moves along the face's normal without end while the
+    log-likelihood approaches its supremum (no maximum-likelihood estimate for this K, even
+    when every alternative is chosen; the whole-count face check cannot see it). EM then stops
+    on ``tol`` or ``max_iter`` with an atom that is arbitrary along that direction. Detected by
+    the score spread ``sd_j(x_j' theta_k)`` (the ``ridge`` metric, scale-free) above
+    :data:`_DIVERGING_SCORE_SD` nats; recorded in ``extra["diverging_components"]``.
+    """
+    atoms = np.asarray(result.params.atoms, dtype=float)
+    spread = np.sqrt(np.sum(design.variances * atoms**2, axis=1))
+    live = np.asarray(result.params.weights) > 0
+    big = np.flatnonzero(live & (spread > _DIVERGING_SCORE_SD))
+    if big.size == 0:
+        return
+    result.extra["diverging_components"] = big.tolist()
+    if warn:
+        warnings.warn(
+            f"softmax mixture component(s) {big.tolist()} have atoms so large that their "
+            f"log-probabilities vary by {np.array2string(spread[big], precision=3)} nats (one "
+            "standard deviation across the alternatives): such a component is probably moving "
+            "toward a face of the convex hull of the features, where the likelihood has no "
+            "maximum for this number of components, and its atom is arbitrary along that "
+            f"direction (stop_reason={result.stop_reason!r}). Give ridge > 0 (e.g. ridge=1) for "
+            "a finite penalised estimate, or use fewer components.",
+            DegenerateComponentWarning,
+            stacklevel=3,
+        )
 
 
 def _escape_saddles(result, run, design, max_iter, tol, warn, name):

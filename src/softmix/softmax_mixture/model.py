@@ -191,6 +191,9 @@ def check_features(features: Any, *, return_range: bool = False):
     A float32 or float64 array is returned as is (never copied: a float32 vocabulary stays
     float32); other numeric input is converted to float64. The finiteness and scale checks are
     one blocked pass (:func:`column_range`), with no design-sized temporary.
+    A PyTorch, CuPy or other array-API array is checked where it lives (one pass on its device)
+    and returned as is, in its own floating dtype (integers become float64 there):
+    :mod:`softmix.core.xp`.
 
     Parameters
     ----------
@@ -198,10 +201,6 @@ def check_features(features: Any, *, return_range: bool = False):
     return_range : bool
         Also return ``(colmax, colmin, mean)`` of that pass (for :func:`~softmix.
         softmax_mixture.design.prepare_design`, which then does not repeat it).
-
-    A PyTorch, CuPy or other array-API array is checked where it lives (one pass on its device)
-    and returned as is, in its own floating dtype (integers become float64 there):
-    :mod:`softmix.core.xp`.
     """
     if not _xp.is_numpy(features):
         arr = _check_features_xp(features)
