@@ -90,7 +90,7 @@ def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool =
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     design = smm_em.prepare_design(features, warn=False)
     working = design.to_working(model.params_)
-    scores = working.atoms @ design.working_t
+    scores = design.scores(np.asarray(working.atoms))
     scores -= scores.max(axis=1, keepdims=True)
     pi = np.exp(scores)
     pi /= pi.sum(axis=1, keepdims=True)
@@ -101,7 +101,8 @@ def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool =
             "seconds": seconds, "cpu": cpu, "converged": model.converged_, "stop": r.stop_reason,
             "criterion": r.criterion_value, "weights": np.round(model.weights_, 4).tolist(),
             "atom_norms": np.round(np.linalg.norm(working.atoms, axis=1), 1).tolist(),
-            "support": support, "map_evals": r.extra.get("n_map_evals")}
+            "support": support, "map_evals": r.extra.get("n_map_evals"),
+            "diverging": r.extra.get("diverging_components", [])}
 
 
 def start_vector(features, counts, seed: int):
