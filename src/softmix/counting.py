@@ -107,13 +107,21 @@ def _chunk_grouped(values: Any, labels: Any, p: int, chunk: int | None, name: st
                    group_name: str) -> GroupedCounts:
     arr = _validated_choices(values, p, chunk, name)
     labels = _validated_labels(labels, arr.size, chunk, group_name)
+    return grouped_counts(arr, labels, p, group_name, _where(chunk))
+
+
+def grouped_counts(choices: np.ndarray, labels: np.ndarray, p: int, name: str = "groups",
+                   where: str = "") -> GroupedCounts:
+    """The (G, p) int64 CSR count matrix of validated choices (int, in [0, p)) and their group
+    labels (1-D, one per choice), groups in ``np.unique`` order: the one construction of the
+    panel count matrix (also used by :func:`softmix.softmax_mixture.panel.check_panel`)."""
     try:
         ids, rows = np.unique(labels, return_inverse=True)
     except TypeError as exc:
-        raise TypeError(f"{group_name} labels must be sortable (numbers or strings){_where(chunk)}"
+        raise TypeError(f"{name} labels must be sortable (numbers or strings){where}"
                         f": {exc}") from None
     mat = scipy.sparse.csr_matrix(
-        (np.ones(arr.size, dtype=np.int64), (rows.ravel(), arr)), shape=(ids.size, p))
+        (np.ones(choices.size, dtype=np.int64), (rows.ravel(), choices)), shape=(ids.size, p))
     mat.sum_duplicates()
     return GroupedCounts(mat, ids)
 

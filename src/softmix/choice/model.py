@@ -284,11 +284,9 @@ def make_em_map(data: ChoiceData, *, ridge: float = 0.0, newton_max_iter: int = 
 
 def em_map(params: LatentClassLogitParams, data: ChoiceData, *, ridge: float = 0.0,
            newton_max_iter: int = 20):
-    """One EM iteration: ``(next_params, objective(params))`` (for :func:`core.em.run_em`)."""
-    log_resp, loglik, _ = e_step(params, data)
-    value = loglik - penalty(params, ridge)
-    return m_step(params, np.exp(log_resp), data, ridge=ridge,
-                  newton_max_iter=newton_max_iter), value
+    """One EM iteration: ``(next_params, objective(params))``: the map of
+    :func:`make_em_map` with its inner solves run to 1e-12 nats (``tol=0``)."""
+    return make_em_map(data, ridge=ridge, newton_max_iter=newton_max_iter, tol=0.0)(params)
 
 
 def params_from_responsibilities(resp: np.ndarray, data: ChoiceData, n_features: int, *,

@@ -214,7 +214,7 @@ def check_panel(features: np.ndarray, choices: Any = None, *, counts: Any = None
             f"(an (n_groups, {p}) matrix); got {'both' if choices is not None else 'neither'}."
         )
     group_ids = None
-    from softmix.counting import count_choices, is_dask_collection
+    from softmix.counting import count_choices, grouped_counts, is_dask_collection
 
     if choices is not None and (is_dask_collection(choices) or is_dask_collection(groups)):
         # a token stream: the sparse count matrix by a distributed count (softmix.counting)
@@ -232,8 +232,10 @@ def check_panel(features: np.ndarray, choices: Any = None, *, counts: Any = None
         choices = check_choices(choices, p)
         if choices.size == 0:
             raise ValueError("choices is empty: there is no observation to fit.")
-        if groups is None:
+        if groups is None:  # every choice its own group
             rows = np.arange(choices.size)
+            mat = scipy.sparse.csr_matrix((np.ones(choices.size), (rows, choices)),
+                                          shape=(choices.size, p))
         else:
             try:
                 labels = np.asarray(groups)
@@ -247,15 +249,8 @@ def check_panel(features: np.ndarray, choices: Any = None, *, counts: Any = None
             if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
                 raise ValueError("groups contains NaN or infinite labels; give one finite "
                                  "label (e.g. a person id) per choice.")
-            try:
-                group_ids, rows = np.unique(labels, return_inverse=True)
-            except TypeError as exc:
-                raise TypeError(f"groups labels must be sortable (numbers or strings): "
-                                f"{exc}") from exc
-        mat = scipy.sparse.csr_matrix(
-            (np.ones(choices.size), (rows.ravel(), choices)),
-            shape=(int(rows.max()) + 1, p))
-        mat.sum_duplicates()
+            mat, group_ids = grouped_counts(choices, labels, p)
+            mat = mat.astype(float)
     else:
         if groups is not None:
             raise ValueError(
