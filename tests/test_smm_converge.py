@@ -118,25 +118,127 @@ def test_affine_span_certificate_skips_the_face_lp_only_when_no_face_exists():
     assert direction is not None and abs(direction[0]) > 0.99
 
 
-def test_a_component_diverging_onto_a_face_is_named():
-    """Every alternative is chosen (so the whole-count face check finds nothing), but the 10
-    alternatives on the edge x1 = 1 of a unit grid carry a 100x excess: one component puts all
-    its mass there, its atom grows along x1 without end and EM stops (even on ``tol``: the
-    likelihood is within 1e-7 nats of its supremum) with an arbitrary atom. It is named."""
-    from softmix.exceptions import DegenerateComponentWarning
-
+def unit_grid_with_heavy_edge():
+    """Every alternative chosen (the whole-count face check finds nothing), but the 10
+    alternatives on the edge x1 = 1 of a unit grid carry a 100x excess."""
     g = np.linspace(0.0, 1.0, 10)
     x = np.array([[a, b] for a in g for b in g])
     counts = np.full(100, 10.0)
     counts[x[:, 0] == 1.0] = 1000.0
+    return x, counts
+
+
+def test_a_component_heading_for_a_face_is_moved_to_its_limit_and_converges():
+    """One component puts all its mass on the heavy edge: its atom grows along x1 without end
+    (no maximum at finite atoms). Before faces.py every seed hit max_iter=300 with an arbitrary
+    atom (e.g. 69.6) and a stop-rule value 1e-3 to 1e-2 nats. Now EM certifies the face, moves
+    the component to the limit and converges, from every seed to the same optimum."""
+    from softmix.exceptions import DegenerateComponentWarning
+
+    x, counts = unit_grid_with_heavy_edge()
+    edge = np.flatnonzero(x[:, 0] == 1.0).tolist()
+    values = []
+    for seed in range(5):
+        with pytest.warns(DegenerateComponentWarning, match="no maximum at finite atoms"):
+            m = softmix.SoftmaxMixture(2, random_state=seed, max_iter=300).fit(
+                x, counts=counts)
+        r = m.fit_result_
+        assert m.converged_ and r.stop_reason == "tol" and r.n_iter < 60, (seed, r.n_iter)
+        assert r.criterion_value <= 1e-7
+        (k, face), = r.extra["faces"].items()
+        assert face == edge
+        assert r.extra["face_pullback_gain"][k] <= 1e-7  # a maximum along the normal
+        # the limit: component k is uniform on the edge (the mass off it is below e^-200)
+        pk = m.choice_probabilities(per_class=True)[:, k]
+        np.testing.assert_allclose(pk[edge], 0.1, rtol=1e-6)
+        assert pk.sum() - pk[edge].sum() < 1e-80
+        assert "diverging_components" not in r.extra
+        values.append(m.log_likelihood_)
+    np.testing.assert_allclose(values, values[0], rtol=1e-10)
+    # the limit model's optimum, by hand: a uniform distribution on the edge with the edge's
+    # excess weight, and the other component's fit; no finite atoms reach this value
+    assert values[0] > -30182.2257
+
+
+def test_without_the_face_jump_a_diverging_component_is_named():
+    """``tol=0`` (a fixed number of iterations) does not move components to faces: the atom
+    then grows along x1 for ever, and the component is named by its score spread."""
+    from softmix.exceptions import DegenerateComponentWarning
+
+    x, counts = unit_grid_with_heavy_edge()
     with pytest.warns(DegenerateComponentWarning, match="face of the convex hull"):
-        m = softmix.SoftmaxMixture(2, random_state=0, max_iter=300, m_step="newton").fit(
-            x, counts=counts)
+        m = softmix.SoftmaxMixture(2, random_state=0, max_iter=300, m_step="newton",
+                                   tol=0.0).fit(x, counts=counts)
     big = m.fit_result_.extra["diverging_components"]
     assert len(big) == 1 and m.atoms_[big[0], 0] > 50
+    assert "faces" not in m.fit_result_.extra
     with warnings.catch_warnings():
         warnings.simplefilter("error", DegenerateComponentWarning)
         r = softmix.SoftmaxMixture(2, random_state=0, max_iter=300, ridge=1.0).fit(
             x, counts=counts)
     assert "diverging_components" not in r.fit_result_.extra
-    assert np.abs(r.atoms_).max() < 50
+    assert "faces" not in r.fit_result_.extra
+    assert r.converged_ and np.abs(r.atoms_).max() < 50
+
+
+def test_certify_face_proves_faces_and_only_faces():
+    from softmix.softmax_mixture.faces import certify_face
+
+    x, _ = unit_grid_with_heavy_edge()
+    design = smm_em.prepare_design(x, warn=False)
+    edge = np.flatnonzero(x[:, 0] == 1.0)
+    d, gap = certify_face(design, edge)
+    z = design.working_rows_t().T
+    on, off = z[edge] @ d, np.delete(z @ d, edge)
+    assert np.ptp(on) <= 1e-9 * gap and gap >= 1 - 1e-7
+    np.testing.assert_allclose(on.min() - off.max(), gap, rtol=1e-9)
+    assert certify_face(design, [99]) is not None  # a vertex is a face
+    corner_pair = [0, 99]  # opposite corners: their segment crosses the interior
+    assert certify_face(design, corner_pair) is None
+    assert certify_face(design, np.flatnonzero(x[:, 0] >= 0.5)) is None  # spans the plane
+    assert certify_face(design, [45]) is None  # an interior point
+
+
+def test_face_limit_is_equivariant():
+    """Permuting the alternatives, rescaling and shifting a column, doubling the counts: the
+    same face (permuted), the same probabilities, and a doubled log-likelihood."""
+    x, counts = unit_grid_with_heavy_edge()
+
+    def fit(x, counts):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", softmix.exceptions.DegenerateComponentWarning)
+            return softmix.SoftmaxMixture(2, random_state=0).fit(x, counts=counts)
+
+    base = fit(x, counts)
+    probs = base.choice_probabilities()
+    perm = np.random.default_rng(3).permutation(100)
+    moved = fit(x[perm] * np.array([3.0, 0.5]) + np.array([-2.0, 7.0]), counts[perm])
+    np.testing.assert_allclose(moved.choice_probabilities(), probs[perm], atol=1e-9)
+    (face,) = moved.fit_result_.extra["faces"].values()
+    assert sorted(perm[face].tolist()) == next(iter(base.fit_result_.extra["faces"].values()))
+    doubled = fit(x, 2 * counts)
+    np.testing.assert_allclose(doubled.log_likelihood_, 2 * base.log_likelihood_, rtol=1e-10)
+    np.testing.assert_allclose(doubled.choice_probabilities(), probs, atol=1e-9)
+
+
+def test_pullback_finds_a_better_point_off_a_face_that_is_not_a_maximum():
+    """At the grid's limit the likelihood of *other* counts, with the column next to the edge
+    heavily under-predicted, rises when the component moves back off its face."""
+    from softmix.softmax_mixture.faces import Face, certify_face, pullback_gain
+
+    x, counts = unit_grid_with_heavy_edge()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", softmix.exceptions.DegenerateComponentWarning)
+        m = softmix.SoftmaxMixture(2, random_state=0).fit(x, counts=counts)
+    design = smm_em.prepare_design(x, warn=False)
+    (k, index), = m.fit_result_.extra["faces"].items()
+    d, gap = certify_face(design, np.asarray(index))
+    face = Face(k, np.asarray(index), d, gap, 1.0, np.zeros_like(d))
+    params = design.to_working(m.params_)
+    same = smm_em.make_em_map(design, counts).objective
+    gain, _ = pullback_gain(design, same, params, face)
+    assert gain <= 1e-7
+    other = counts.copy()
+    other[np.isclose(x[:, 0], 8 / 9)] = 600.0
+    gain, point = pullback_gain(design, smm_em.make_em_map(design, other).objective, params, face)
+    assert gain > 1.0 and point is not None

@@ -102,6 +102,7 @@ from softmix.softmax_mixture.design import (
     identity_design,
     prepare_design,
 )
+from softmix.softmax_mixture.faces import FACE_JUMP_NATS, FaceMonitor, pullback_gain
 from softmix.softmax_mixture.model import (
     SoftmaxMixtureParams,
     _dot_counts,
@@ -1082,7 +1083,16 @@ def fit_em(
 
     name = f"softmax-mixture EM (m_step={m_step!r})"
 
-    def run(from_params, budget, warn_run):
+    # components heading for a face of the convex hull are moved to their limit (faces.py);
+    # not with a ridge (the penalty has a finite optimum) nor for a fixed number of iterations
+    monitor = FaceMonitor(design, em_map.objective) if ridge == 0 and tol > 0 else None  # type: ignore[attr-defined]
+
+    def run_once(from_params, budget, warn_run, offset):
+        def watch(it, params, value):
+            if user_callback is not None and user_callback(it + offset, params, value):
+                return True
+            return monitor is not None and monitor(it, params, value)
+
         return run_em(
             from_params,
             em_map,
@@ -1092,7 +1102,7 @@ def fit_em(
             param_tol=param_tol,
             param_distance=_max_atom_change,
             monotone=design.dtype == np.float64,
-            callback=user_callback,
+            callback=watch if user_callback is not None or monitor is not None else None,
             init_method=init_method,
             name=name,
             warn=warn_run,
@@ -1103,8 +1113,20 @@ def fit_em(
             criterion="newton_decrement",
         )
 
+    def run(from_params, budget, warn_run, offset=0):
+        # one EM run, continued from every jump to a face limit the monitor asks for
+        result = run_once(from_params, budget, warn_run, offset)
+        while monitor is not None and monitor.pending is not None:
+            jumped = monitor.take()
+            nxt = run_once(jumped, budget - result.n_iter, warn_run, offset + result.n_iter)
+            result = _chain(result, nxt, 0)
+        return result
+
     result = run(start, max_iter, warn)
     result = _escape_saddles(result, run, design, max_iter, tol, warn, name)
+    if monitor is not None and monitor.faces:
+        result = _settle_faces(result, run, monitor, design, em_map.objective,  # type: ignore[attr-defined]
+                               max_iter, tol_stop, warn)
     face = face_direction(design, counts) if max_iter > 0 and ridge == 0 else None
     if max_iter > 0 and ridge == 0 and face_check_skipped(design, counts):
         result.extra["face_check"] = "skipped"  # too large an LP (design.FACE_LP_MAX_ENTRIES)
@@ -1124,7 +1146,7 @@ def fit_em(
                 stacklevel=2,
             )
     if max_iter > 0 and ridge == 0 and face is None:
-        _warn_diverging(result, design, warn)
+        _warn_diverging(result, design, warn, set() if monitor is None else set(monitor.faces))
     # the start itself when no iteration ran (no round trip through the working coordinates)
     result.params = params0 if result.params is start else design.from_working(result.params)
     result.extra["m_step"] = m_step
@@ -1180,7 +1202,7 @@ def coincident_pairs(params: SoftmaxMixtureParams) -> list[tuple[int, int]]:
 _DIVERGING_SCORE_SD = 20.0
 
 
-def _warn_diverging(result, design: Design, warn: bool) -> None:
+def _warn_diverging(result, design: Design, warn: bool, skip: set = frozenset()) -> None:
     """Name components whose atoms are so large that they are probably diverging.
 
     A component whose M-step target lies on a face of the convex hull of the design has no
@@ -1194,6 +1216,7 @@ def _warn_diverging(result, design: Design, warn: bool) -> None:
     atoms = np.asarray(result.params.atoms, dtype=float)
     spread = np.sqrt(np.sum(design.variances * atoms**2, axis=1))
     live = np.asarray(result.params.weights) > 0
+    live[list(skip)] = False  # components at a face limit: named by _settle_faces
     big = np.flatnonzero(live & (spread > _DIVERGING_SCORE_SD))
     if big.size == 0:
         return
@@ -1238,12 +1261,74 @@ def _escape_saddles(result, run, design, max_iter, tol, warn, name):
             atoms[j] -= u
         escapes += 1
         split = SoftmaxMixtureParams(result.params.weights, atoms)
-        nxt = run(split, max_iter - result.n_iter - 1, warn)
-        nxt.history = np.concatenate([result.history, nxt.history])
-        nxt.n_iter += result.n_iter + 1
-        nxt.n_decreases += result.n_decreases
-        nxt.seconds += result.seconds
-        nxt.extra.update({k: v for k, v in result.extra.items() if k not in nxt.extra})
-        result = nxt
+        nxt = run(split, max_iter - result.n_iter - 1, warn, result.n_iter + 1)
+        result = _chain(result, nxt, 1)
     result.extra["saddle_escapes"] = escapes
+    return result
+
+
+def _chain(result, nxt, extra_iterations: int):
+    """``nxt`` (a run continued from a modification of ``result``'s parameters) as the
+    continuation of ``result``: histories joined, iterations (plus ``extra_iterations`` for the
+    modification itself), seconds, decreases and map evaluations added up."""
+    nxt.history = np.concatenate([result.history, nxt.history])
+    nxt.n_iter += result.n_iter + extra_iterations
+    nxt.n_decreases += result.n_decreases
+    nxt.seconds += result.seconds
+    for key in ("n_map_evals", "n_fallbacks"):
+        if key in result.extra and key in nxt.extra:
+            nxt.extra[key] += result.extra[key]
+    nxt.extra.update({k: v for k, v in result.extra.items() if k not in nxt.extra})
+    return nxt
+
+
+def _settle_faces(result, run, monitor: FaceMonitor, design: Design, objective, max_iter: int,
+                  tol: float, warn: bool):
+    """Check that each face limit of the fit is a maximum along its face's normal, continue EM
+    from a better point off the face when one is not (that component is then no longer moved
+    to faces), and name the face components in a warning and in ``extra``.
+
+    ``extra["faces"]``: ``{component: [alternatives of its face]}`` (design row indices);
+    ``extra["face_pullback_gain"]``: ``{component: nats}``, the largest log-likelihood gain
+    found by moving the atom back off its face (<= ``tol`` at a maximum along the normal).
+    """
+    gains: dict = {}
+    # a gain below the round-off of the log-likelihood's value is no gain
+    tol = max(tol, 1e-13 * abs(float(objective(result.params))))
+    for _ in range(2):
+        worse = None
+        for k, face in sorted(monitor.faces.items()):
+            gains[k], point = pullback_gain(design, objective, result.params, face)
+            if gains[k] > tol and worse is None:
+                worse = (k, point)
+        if worse is None or result.n_iter >= max_iter:
+            break
+        k, point = worse
+        monitor.disabled.add(k)
+        del monitor.faces[k]
+        gains.pop(k)
+        result = _chain(result, run(point, max_iter - result.n_iter - 1, warn,
+                                    result.n_iter + 1), 1)
+    faces = {int(k): face.index.tolist() for k, face in sorted(monitor.faces.items())}
+    if not faces:
+        return result
+    result.extra["faces"] = faces
+    result.extra["face_pullback_gain"] = {int(k): float(v) for k, v in gains.items()}
+    if any(gains.get(k, 0.0) > tol for k in faces) and result.converged:
+        result.converged, result.stop_reason = False, "not_stationary"
+    if warn:
+        sizes = ", ".join(f"{k}: {len(v)} alternatives" for k, v in faces.items())
+        warnings.warn(
+            f"softmax mixture component(s) {list(faces)} have no maximum at finite atoms: each "
+            f"concentrates on a face of the convex hull of the features ({sizes}; their rows "
+            "are in result.extra['faces']), the alternatives maximising x'd for a direction d "
+            "certified by a linear programme, and the likelihood rises as its atom moves to "
+            "infinity along d. EM moved it to that limit (every other alternative at least "
+            f"{FACE_JUMP_NATS:g} nats below the face) and maximised within the face: the "
+            "returned atom represents the limit, and its standard errors along d are undefined "
+            f"(converged={result.converged}, stop_reason={result.stop_reason!r}). For a finite "
+            "estimate give ridge > 0 (e.g. ridge=1), or use fewer components.",
+            DegenerateComponentWarning,
+            stacklevel=3,
+        )
     return result

@@ -55,6 +55,21 @@ def _numpy_only(features: Any, what: str) -> None:
             "features.cpu().numpy()). Plain fits on counts or choices accept it.")
 
 
+def _relabel_components(result: FitResult, order: np.ndarray) -> None:
+    """Put ``result``'s components in ``order`` (component ``order[i]`` becomes ``i``), with
+    the component numbers its ``extra`` reports (``faces``, ``face_pullback_gain``,
+    ``diverging_components``)."""
+    new = np.argsort(order)  # old component -> new number
+    result.params = SoftmaxMixtureParams(result.params.weights[order], result.params.atoms[order])
+    for key in ("faces", "face_pullback_gain"):
+        if key in result.extra:
+            result.extra[key] = {int(new[k]): v for k, v in sorted(
+                result.extra[key].items(), key=lambda kv: int(new[kv[0]]))}
+    if "diverging_components" in result.extra:
+        result.extra["diverging_components"] = sorted(
+            int(new[k]) for k in result.extra["diverging_components"])
+
+
 class SoftmaxMixture:
     """Softmax mixture (mixed multinomial logit) fit by EM on choice counts.
 
@@ -372,7 +387,7 @@ class SoftmaxMixture:
 
         result = fit_with_restarts(fit_one, hp["n_init"], rng)
         if result.stop_reason != "init":  # canonical order (likelihood.canonical_order)
-            result.params = result.params.canonical()
+            _relabel_components(result, result.params.canonical_order())
         self.fit_result_ = result
         self.params_ = result.params
         self.weights_ = np.array(result.params.weights)

@@ -156,9 +156,13 @@ class SoftmaxMixtureParams:
         Order: decreasing weight, ties broken by increasing first, then second... atom coordinate.
         Two parameter sets describing the same mixing measure have equal canonical forms.
         """
-        keys = [self.atoms[:, i] for i in range(self.n_features - 1, -1, -1)] + [-self.weights]
-        order = np.lexsort(keys)
+        order = self.canonical_order()
         return SoftmaxMixtureParams(self.weights[order], self.atoms[order])
+
+    def canonical_order(self) -> np.ndarray:
+        """The permutation :meth:`canonical` applies: component ``order[i]`` becomes ``i``."""
+        keys = [self.atoms[:, i] for i in range(self.n_features - 1, -1, -1)] + [-self.weights]
+        return np.lexsort(keys)
 
     def n_free_parameters(self, features: np.ndarray | None = None) -> int:
         """Number of identified free parameters, for BIC/AIC.
