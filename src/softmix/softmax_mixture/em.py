@@ -82,7 +82,7 @@ choice probabilities (:func:`~softmix.softmax_mixture.model.n_parameters`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -1202,7 +1202,7 @@ def coincident_pairs(params: SoftmaxMixtureParams) -> list[tuple[int, int]]:
 _DIVERGING_SCORE_SD = 20.0
 
 
-def _warn_diverging(result, design: Design, warn: bool, skip: set = frozenset()) -> None:
+def _warn_diverging(result, design: Design, warn: bool, skip: Collection[int] = ()) -> None:
     """Name components whose atoms are so large that they are probably diverging.
 
     A component whose M-step target lies on a face of the convex hull of the design has no

@@ -22,6 +22,7 @@ checked at the end to be a maximum along the face's normal (:func:`pullback_gain
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,11 @@ _FACE_TAILS = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 0.1)
 FACE_JUMP_NATS = 200.0
 #: [chosen] Jumps per fit (nested faces: a face component can move to a face of its face).
 MAX_FACE_JUMPS = 8
+#: [chosen] Largest face LP (entries of its constraint matrix, (p - m) x dim N) tried while
+#: fitting: the faces EM heads for on real designs are nearly full-dimensional (MiniLM: 360 of
+#: 384 dimensions, an LP of 21,359 x 25 solved in 0.5 s); a small candidate's LP (dim N ~ 300)
+#: took 20 s there and is skipped.
+FACE_LP_FIT_ENTRIES = 2_000_000
 #: [chosen] Off-face masses at which :func:`pullback_gain` evaluates the likelihood.
 _PULLBACK_MASSES = (1e-8, 1e-5, 1e-3)
 
@@ -81,7 +87,8 @@ class Face:
     offset: np.ndarray
 
 
-def certify_face(design: Design, index: np.ndarray) -> tuple[np.ndarray, float] | None:
+def certify_face(design: Design, index: np.ndarray,
+                 max_entries: int = FACE_LP_MAX_ENTRIES) -> tuple[np.ndarray, float] | None:
     """A direction proving that the alternatives ``index`` form a face, or None.
 
     ``d`` with ``z_j' d = h`` for every j in ``index`` and ``z_l' d <= h - 1`` for every other
@@ -89,7 +96,8 @@ def certify_face(design: Design, index: np.ndarray) -> tuple[np.ndarray, float] 
     first condition holds by construction) by a linear programme in ``u`` (scipy's HiGHS, one
     row per other alternative, ``dim N`` variables). None when the alternatives affinely span
     the working space, when no such ``d`` exists (they are not a face), or when the LP would be
-    larger than :data:`~softmix.softmax_mixture.design.FACE_LP_MAX_ENTRIES`.
+    larger than ``max_entries`` (default
+    :data:`~softmix.softmax_mixture.design.FACE_LP_MAX_ENTRIES`).
 
     Returns
     -------
@@ -117,7 +125,7 @@ def certify_face(design: Design, index: np.ndarray) -> tuple[np.ndarray, float] 
         vt, rank = np.eye(r), 0
     null = vt[rank:].T  # (r, n0)
     n0 = null.shape[1]
-    if n0 == 0 or (p - index.size) * n0 > FACE_LP_MAX_ENTRIES:
+    if n0 == 0 or (p - index.size) * n0 > max_entries:
         return None
     off = np.ones(p, dtype=bool)
     off[index] = False
@@ -157,7 +165,7 @@ class FaceMonitor:
     """
 
     design: Design
-    objective: object
+    objective: Callable[[SoftmaxMixtureParams], float]
     faces: dict = field(default_factory=dict)  # component -> its latest Face
     pending: tuple | None = None
     n_jumps: int = 0
@@ -175,8 +183,7 @@ class FaceMonitor:
             return False
         spread = self._spread(params)
         live = np.asarray(params.weights) > 0
-        for k in np.flatnonzero(live):
-            k = int(k)
+        for k in map(int, np.flatnonzero(live)):
             if k in self.disabled or spread[k] <= self._threshold.get(k, FACE_CHECK_SPREAD):
                 continue
             found = self.jump(params, k, float(value))
@@ -188,8 +195,8 @@ class FaceMonitor:
 
     def jump(self, params: SoftmaxMixtureParams, k: int,
              value: float) -> tuple[SoftmaxMixtureParams, Face] | None:
-        """The best log-likelihood-raising jump of component ``k`` to a certified face of its
-        most probable alternatives, or None."""
+        """A log-likelihood-raising jump of component ``k`` to a certified face of its most
+        probable alternatives (the largest such face), or None."""
         design = self.design
         atoms = np.asarray(params.atoms, dtype=float)
         logp = _log_probs(design, atoms[k])
@@ -202,10 +209,9 @@ class FaceMonitor:
             m = int(below[0]) if below.size else 0
             if 0 < m < design.n_alternatives and m not in sizes:
                 sizes.append(m)
-        best = None
-        for m in sizes:  # largest face (smallest LP) first
+        for m in sizes:  # the largest face (the least mass cut off, the smallest LP) first
             index = np.sort(order[:m])
-            certified = certify_face(design, index)
+            certified = certify_face(design, index, FACE_LP_FIT_ENTRIES)
             if certified is None:
                 continue
             d, gap = certified
@@ -214,9 +220,9 @@ class FaceMonitor:
             moved[k] = moved[k] + offset
             jumped = SoftmaxMixtureParams._from_em(np.asarray(params.weights), moved)
             gain = float(self.objective(jumped)) - value
-            if gain > 0 and (best is None or gain > best[1].gain):
-                best = (jumped, Face(k, index, d, gap, gain, offset))
-        return best
+            if gain > 0:
+                return jumped, Face(k, index, d, gap, gain, offset)
+        return None
 
     def take(self) -> SoftmaxMixtureParams:
         """The pending jumped parameters (recording the face); clears :attr:`pending`."""
@@ -232,7 +238,7 @@ class FaceMonitor:
         return jumped
 
 
-def pullback_gain(design: Design, objective, params: SoftmaxMixtureParams,
+def pullback_gain(design: Design, objective: Callable[[SoftmaxMixtureParams], float], params: SoftmaxMixtureParams,
                   face: Face) -> tuple[float, SoftmaxMixtureParams | None]:
     """Largest log-likelihood gain from moving a face component back off its face, and where.
 
