@@ -43,6 +43,12 @@ _FACE_CHECK_GROWTH = 1.25
 #: [chosen] Candidate faces: the fewest most probable alternatives holding all but this much of
 #: the component's mass, for each of these tail masses.
 _FACE_TAILS = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 0.1)
+#: [chosen, measured] A candidate is jumped to when it already holds all but this much of the
+#: mass, or when the same candidate was found at the component's previous examination (it is
+#: no longer shrinking). [measured] On MiniLM a jump to the set holding 1 - 1e-3 (340 tokens,
+#: cycle 45, still shrinking) raised the likelihood at once but ended 110 nats below plain EM's
+#: cycle 85: a sub-face that cut tokens the limit keeps.
+_FACE_SETTLED_TAIL = 1e-6
 #: [chosen] How far a jump moves the atom: the off-face alternatives end at least this many nats
 #: below every face alternative (``e^-200 = 1.4e-87``: their probability is then below any
 #: tolerance times any N, so the likelihood is that of the limit to float64 precision, while the
@@ -171,6 +177,7 @@ class FaceMonitor:
     n_jumps: int = 0
     disabled: set = field(default_factory=set)
     _threshold: dict = field(default_factory=dict)
+    _seen: dict = field(default_factory=dict)  # component -> candidate sets at its last check
 
     def _spread(self, params: SoftmaxMixtureParams) -> np.ndarray:
         atoms = np.array(params.atoms, dtype=float)
@@ -203,14 +210,19 @@ class FaceMonitor:
         order = np.argsort(-logp)
         # log mass of the alternatives from sorted position i on
         tail = np.logaddexp.accumulate(logp[order][::-1])[::-1]
-        sizes = []
+        sizes: dict[int, float] = {}
         for delta in _FACE_TAILS:
             below = np.flatnonzero(tail < np.log(delta))
             m = int(below[0]) if below.size else 0
             if 0 < m < design.n_alternatives and m not in sizes:
-                sizes.append(m)
-        for m in sizes:  # the largest face (the least mass cut off, the smallest LP) first
+                sizes[m] = delta
+        seen, self._seen[k] = self._seen.get(k, set()), set()
+        for m, delta in sizes.items():  # the largest face (least mass cut, smallest LP) first
             index = np.sort(order[:m])
+            key = hash(index.tobytes())
+            self._seen[k].add(key)
+            if delta > _FACE_SETTLED_TAIL and key not in seen:
+                continue  # still shrinking: wait for the next examination
             certified = certify_face(design, index, FACE_LP_FIT_ENTRIES)
             if certified is None:
                 continue
@@ -233,6 +245,7 @@ class FaceMonitor:
             face.offset = face.offset + previous.offset
         self.faces[face.component] = face
         self._threshold.pop(face.component, None)
+        self._seen.pop(face.component, None)
         self.pending = None
         self.n_jumps += 1
         return jumped
