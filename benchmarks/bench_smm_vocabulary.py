@@ -102,7 +102,8 @@ def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool =
             "criterion": r.criterion_value, "weights": np.round(model.weights_, 4).tolist(),
             "atom_norms": np.round(np.linalg.norm(working.atoms, axis=1), 1).tolist(),
             "support": support, "map_evals": r.extra.get("n_map_evals"),
-            "diverging": r.extra.get("diverging_components", [])}
+            "diverging": r.extra.get("diverging_components", []),
+            "faces": {k: len(v) for k, v in r.extra.get("faces", {}).items()}}
 
 
 def start_vector(features, counts, seed: int):
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"p = {features.shape[0]}, L = {features.shape[1]}, N = {int(counts.sum())}, "
           f"chosen tokens {int((counts > 0).sum())}; cap {args.cap:g} s per softmix fit")
     print("| seed | method | log-lik | iterations | CPU s (wall s) | converged | weights | atom norms "
-          "(whitened) | tokens with 1-1e-6 of each class |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "(whitened) | tokens with 1-1e-6 of each class | faces (class: tokens) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
         runs = [("softmix default", {})]
         if args.old:
@@ -146,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {seed} | {name} | {r['log_likelihood']:,.1f} | {r['n_iter']} | "
                   f"{r['cpu']:.0f} ({r['seconds']:.0f}) | {r['converged']} ({r['stop']}, "
                   f"{r['criterion']:.2g} nats) | {r['weights']} | {r['atom_norms']} | "
-                  f"{r['support']} |", flush=True)
+                  f"{r['support']} | {r['faces'] or ''} |", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         res = fit_lbfgs(features, counts, start_vector(features, counts, seed), 2,
                         max_iter=args.lbfgs_iter)
         print(f"| {seed} | scipy L-BFGS | {res['log_likelihood']:,.1f} | {res['n_iter']} | "
               f"{time.process_time() - c0:.0f} ({time.perf_counter() - t0:.0f}) | "
-              f"{res['message'][:40]} | | | |", flush=True)
+              f"{res['message'][:40]} | | | | |", flush=True)
     return 0
 
 
