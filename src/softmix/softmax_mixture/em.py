@@ -1124,10 +1124,10 @@ def fit_em(
 
     result = run(start, max_iter, warn)
     result = _escape_saddles(result, run, design, max_iter, tol, warn, name)
-    if monitor is not None and monitor.faces:
-        result = _settle_faces(result, run, monitor, design, em_map.objective,  # type: ignore[attr-defined]
-                               max_iter, tol_stop, warn)
     face = face_direction(design, counts) if max_iter > 0 and ridge == 0 else None
+    if monitor is not None and monitor.faces:  # (no MLE at all: that warning says it)
+        result = _settle_faces(result, run, monitor, design, em_map.objective,  # type: ignore[attr-defined]
+                               max_iter, tol_stop, warn and face is None)
     if max_iter > 0 and ridge == 0 and face_check_skipped(design, counts):
         result.extra["face_check"] = "skipped"  # too large an LP (design.FACE_LP_MAX_ENTRIES)
     if face is not None:
