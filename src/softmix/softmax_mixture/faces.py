@@ -82,7 +82,8 @@ class Face:
     gain : float
         Log-likelihood gained by the jump (nats, > 0).
     offset : ndarray of shape (r,)
-        The jump ``(FACE_JUMP_NATS / gap) d`` added to the working atom.
+        The jump ``(FACE_JUMP_NATS / gap) d`` added to the working atom (summed over the jumps
+        of a face within a face).
     """
 
     component: int
@@ -178,11 +179,14 @@ class FaceMonitor:
     disabled: set = field(default_factory=set)
     _threshold: dict = field(default_factory=dict)
     _seen: dict = field(default_factory=dict)  # component -> candidate sets at its last check
+    _anchor: dict = field(default_factory=dict)  # face component -> its atom after the jump
 
     def _spread(self, params: SoftmaxMixtureParams) -> np.ndarray:
+        # a face component's spread is measured from its atom just after the jump: what grows
+        # again is a drift within the face (toward a face of the face)
         atoms = np.array(params.atoms, dtype=float)
-        for k, face in self.faces.items():
-            atoms[k] = atoms[k] - face.offset
+        for k, anchor in self._anchor.items():
+            atoms[k] = atoms[k] - anchor
         return np.sqrt(np.sum(self.design.variances * atoms**2, axis=1))
 
     def __call__(self, iteration: int, params: SoftmaxMixtureParams, value: float) -> bool:
@@ -246,6 +250,7 @@ class FaceMonitor:
         self.faces[face.component] = face
         self._threshold.pop(face.component, None)
         self._seen.pop(face.component, None)
+        self._anchor[face.component] = np.array(jumped.atoms[face.component], dtype=float)
         self.pending = None
         self.n_jumps += 1
         return jumped
