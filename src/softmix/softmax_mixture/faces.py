@@ -256,7 +256,8 @@ class FaceMonitor:
         return jumped
 
 
-def pullback_gain(design: Design, objective: Callable[[SoftmaxMixtureParams], float], params: SoftmaxMixtureParams,
+def pullback_gain(design: Design, objective: Callable[[SoftmaxMixtureParams], float],
+                  params: SoftmaxMixtureParams,
                   face: Face) -> tuple[float, SoftmaxMixtureParams | None]:
     """Largest log-likelihood gain from moving a face component back off its face, and where.
 
