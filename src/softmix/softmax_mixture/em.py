@@ -70,7 +70,12 @@ g_k`` is the observed score of atom k, so this is zero exactly at stationary poi
 same at N = 1e3 and N = 1e10 for the same distance from the optimum in standard errors. The
 Newton M-step's inner stop is tied to it (each component stops when its predicted gain is
 below ``tol / (10 K)`` nats, never relative to ``|Q_k|``), so EM cannot stall short of ``tol``.
-Its value is ``FitResult.criterion_value`` (``criterion="newton_decrement"``).
+Its value is ``FitResult.criterion_value`` (``criterion="newton_decrement"``). With ``tol=0`` (a
+fixed number of iterations) nothing is decided on it, so the returned parameters get the cheap
+value instead, at no cost beyond the E-step the final log-likelihood needs: the same sum with
+``Cov_pi(z)`` replaced by the design's ``Var(z)`` (I when whitened), ``criterion=
+"score_gain_whitened"``; exact where ``Cov_pi(z) = Var(z)``, e.g. at uniform atoms. The exact
+value at any parameters is :func:`stationarity_of`.
 
 Degenerate answers that a tolerance alone cannot see, each named by a warning and reported
 ``converged=False``: counts on a face of the design's convex hull (no MLE, ``stop_reason=
@@ -112,9 +117,7 @@ from softmix.softmax_mixture.model import (
     params_to_vector,
 )
 from softmix.softmax_mixture.moments import (
-    GAUSSIAN_TOLERANCE,
     design_diagnostics,
-    hermite_polynomials,
 )
 
 __all__ = [
@@ -554,7 +557,9 @@ def make_em_map(
         The EM map. It carries ``em_map.stationarity(params, exact) -> float``, the hook
         :func:`softmix.core.em.run_em` takes (see :func:`stationarity`), which reuses the
         E-step and M-step just done at ``params``, and ``em_map.objective(params) -> float``
-        (the objective the map returns), which shares the E-step with both.
+        (the objective the map returns), which shares the E-step with both, and
+        ``em_map.prime_scores(atoms, scores)``, which hands the next E-step at parameters with
+        these very ``atoms`` their scores (:func:`fit_em`: the auto rule's).
 
     Notes
     -----
@@ -706,8 +711,15 @@ def make_em_map(
             state.update(gains=gains, exact=True)
         return _weight_gain(mass, params.weights, n_total) + float(np.sum(gains))
 
+    def prime_scores(atoms: np.ndarray, scores: np.ndarray) -> None:
+        """Hand the E-step at parameters whose atoms are this very array its scores
+        ``design.scores(atoms)`` (computed once for the auto rule)."""
+        cache.clear()
+        cache["atoms"], cache["scores"] = atoms, scores
+
     em_map.stationarity = stationarity  # type: ignore[attr-defined]
     em_map.objective = objective  # type: ignore[attr-defined]
+    em_map.prime_scores = prime_scores  # type: ignore[attr-defined]
     return em_map
 
 
@@ -846,18 +858,21 @@ def _full_scores(design: Design, atoms: np.ndarray) -> np.ndarray:
     return out
 
 
-def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
+def select_m_step(design: Design, start: SoftmaxMixtureParams,
+                  scores: np.ndarray | None = None) -> tuple[str, dict]:
     """Resolve ``m_step="auto"``: ``"gradient"`` on a Gaussian-like whitened design, else Newton.
 
-    The rule and why: module docstring (``m_step="auto"``). Computed on a row sample held out
-    from the covariance's (:meth:`Design.holdout_index`; all rows when p is small): O(n L K),
-    once per fit.
+    The rule and why: module docstring (``m_step="auto"``). Decided on all p rows from the
+    scores of the starting atoms, which are the first E-step's (:func:`fit_em` computes them
+    once and hands them to both), so the rule costs O(p K) beyond them.
 
     Parameters
     ----------
     design : Design
     start : SoftmaxMixtureParams
         The starting parameters in *working* coordinates (``design.to_working``).
+    scores : ndarray of shape (K, p), optional
+        ``design.scores(start.atoms)`` over every row, when already computed.
 
     Returns
     -------
@@ -873,28 +888,15 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
                           "design_hermite_threshold": float("nan")}
     atoms = np.asarray(start.atoms, dtype=float)
     norms = np.linalg.norm(atoms, axis=1)
-    directions = atoms[norms > 1e-12] / norms[norms > 1e-12, None]  # (D, r)
-    if directions.shape[0] == 0:  # every atom at the centre: check the principal axes
-        directions = np.eye(atoms.shape[1])[: start.n_components]
-    # u'z_j on a row sample held out from the covariance's (every row when p is small),
-    # standardised on it: the sampled whitening is only approximate, and the diagnostic's
-    # threshold max(GAUSSIAN_TOLERANCE, 4 / sqrt(n)) accounts for the n rows' sampling error
-    sample = _standardised(design.sample_working(directions))  # (n, D)
-    diag = design_diagnostics(sample, np.eye(directions.shape[0]), 4)
-    if not design.exact:
-        # the same decision as on all p rows unless the sample cannot tell: each score's
-        # standard error from the sample itself (heavy tails make it larger than the Gaussian
-        # 1/sqrt(n)); within 4 of them of the all-row threshold, decide on all rows (O(p L K))
-        p = design.n_alternatives
-        threshold = max(GAUSSIAN_TOLERANCE, 4.0 / np.sqrt(p))
-        he = hermite_polynomials(sample, 4)[2:]  # (2, n, D): He_3, He_4
-        norms = np.sqrt([6.0, 24.0])[:, None]
-        scores = np.abs(he.mean(axis=1)) / norms
-        se = he.std(axis=1) / norms / np.sqrt(sample.shape[0])
-        clear = np.any(scores - 4 * se > threshold) or np.all(scores + 4 * se <= threshold)
-        if not clear:
-            diag = design_diagnostics(_standardised(_full_scores(design, directions).T),
-                                      np.eye(directions.shape[0]), 4)
+    live = norms > 1e-12
+    if np.any(live):  # u'z_j along the atoms' directions u = theta / ||theta||, all rows
+        scores = _full_scores(design, atoms) if scores is None else scores
+        along = _xp.host(scores)[live] / norms[live, None]  # (D, p)
+    else:  # every atom at the centre: check K orthonormal working axes instead
+        along = _xp.host(_full_scores(design, np.eye(atoms.shape[1])[: start.n_components]))
+    # standardised on all rows (the sampled whitening is only approximate), the diagnostic's
+    # threshold max(GAUSSIAN_TOLERANCE, 4 / sqrt(p)) accounting for the p rows' sampling error
+    diag = design_diagnostics(_standardised(along.T), np.eye(along.shape[0]), 4)
     m_step = "gradient" if diag.gaussian else "newton"
     compare = "<=" if diag.gaussian else ">"
     rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
@@ -959,7 +961,8 @@ def fit_em(
         Stop when the log-likelihood one exact M-step from the current iterate is predicted to
         gain is ``<= tol`` **nats** (:func:`stationarity_of`, recorded in
         ``result.criterion_value``; see :data:`DEFAULT_TOL` for what 1e-7 means): scale-free,
-        the same guarantee at any N. ``0`` runs exactly ``max_iter`` iterations. Floored at
+        the same guarantee at any N. ``0`` runs exactly ``max_iter`` iterations (and records
+        the cheap ``criterion="score_gain_whitened"``, module docstring). Floored at
         ``1e-15 N`` nats (float64's precision; ``result.extra["tol_used"]``), which binds only
         above N ~ 1e8 at the default.
     param_tol : float
@@ -1061,9 +1064,10 @@ def fit_em(
             f"features of shape {design.features.shape}; got {params0.atoms.shape}."
         )
     start = design.to_working(params0)
-    requested, auto_info = m_step, {}
-    if m_step == "auto":
-        m_step, auto_info = select_m_step(design, start)
+    requested, auto_info, scores0 = m_step, {}, None
+    if m_step == "auto":  # the start's scores: the auto rule's and the first E-step's
+        scores0 = _full_scores(design, np.asarray(start.atoms, dtype=float))
+        m_step, auto_info = select_m_step(design, start, scores0)
     # [measured] the criterion cannot go below the precision of the arithmetic: it stalled at
     # ~3e-17 N nats in float64 (N = 2e5 and 1e10) and 3e-10 N to 1e-8 N with float32 products
     # (their ~1e-4 whitened-unit error in m_k - xbar_k); floor the tolerance there
@@ -1073,6 +1077,8 @@ def fit_em(
         design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter,
         tol=tol_stop, ridge=ridge,
     )
+    if scores0 is not None:
+        em_map.prime_scores(start.atoms, scores0)  # type: ignore[attr-defined]
     user_callback = None
     if callback is not None:
         def user_callback(it, params, value):
@@ -1101,6 +1107,7 @@ def fit_em(
             from_vector=lambda v: params_from_vector(v, *start.atoms.shape),
             stationarity=em_map.stationarity,
             criterion="newton_decrement",
+            cheap_criterion="score_gain_whitened",
         )
 
     result = run(start, max_iter, warn)
