@@ -108,6 +108,7 @@ from softmix.softmax_mixture.design import (
     prepare_design,
 )
 from softmix.softmax_mixture.model import (
+    _CHUNK_ROWS,
     SoftmaxMixtureParams,
     _dot_counts,
     _log_weights,
@@ -117,7 +118,8 @@ from softmix.softmax_mixture.model import (
     params_to_vector,
 )
 from softmix.softmax_mixture.moments import (
-    design_diagnostics,
+    GAUSSIAN_TOLERANCE,
+    hermite_polynomials,
 )
 
 __all__ = [
@@ -186,6 +188,8 @@ class EStep:
         ``sum_j n_j w_jk z_j = c_k m_k`` (working coordinates of the design).
     mean_features : ndarray of shape (K, r)
         ``xbar(theta_k) = sum_j pi_j(theta_k) z_j``.
+    scores : ndarray of shape (K, p) or None
+        The scores ``design.scores(atoms)`` the E-step used (the gradient M-step's start).
     """
 
     log_likelihood: float
@@ -193,6 +197,7 @@ class EStep:
     mass: np.ndarray
     weighted_sums: np.ndarray
     mean_features: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
@@ -332,6 +337,7 @@ def e_step(
         mass=mass,
         weighted_sums=products[:k],
         mean_features=products[k:],
+        scores=scores,
     )
 
 
@@ -376,6 +382,7 @@ def _e_step_xp(design: Design, counts, params: SoftmaxMixtureParams, scores=None
         mass=_xp.to_host(xp.sum(resp, axis=1)),
         weighted_sums=products[:k],
         mean_features=products[k:],
+        scores=scores,
     )
 
 
@@ -635,7 +642,7 @@ def make_em_map(
         if m_step == "gradient":
             new_atoms, new_scores, grads = _gradient_step(
                 design, atoms, targets, stats.mean_features, q_old, empty, step_size, pen,
-                variances,
+                variances, stats.scores,
             )
             # cheap metric: the Hessian taken as c (Var(z) + pen), exact when Cov_pi(z) = Var(z)
             curv = variances if pen is None else variances + pen
@@ -804,12 +811,21 @@ def _weight_gain(mass: np.ndarray, weights: np.ndarray, n_total: float) -> float
 
 
 def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
-                   variances=None):
+                   variances=None, scores0=None):
     """Safeguarded ``theta_k += eta g_k``: halve eta for each k where Q_k would drop.
 
     ``g_k = m_k - xbar_k`` (minus ``pen_k * theta_k`` with a ridge). Returns the new atoms
     (K, L), their scores ``atoms @ X'`` (K, p) for the next E-step, and ``g`` (K, L). With a
     penalty the step is ``eta * Var(z) / (Var(z) + pen) * g`` (``variances`` required).
+
+    ``scores0``, the scores of ``atoms`` (the E-step's), makes the step one product whatever
+    the halvings: scores are linear in the atom, so with ``d`` the step direction every trial is
+    ``scores0 + eta * scores(d)`` (O(K p) each, no pass over the design; on a sampled whitening
+    eta = 1 overshoots along the directions where ``Cov_pi(z)`` exceeds 2 and halvings are
+    common). Rounding: each step adds ``~eps (|scores0| + eta |scores(d)|)``, so after T
+    steps the scores carried from step to step are within ``~T eps`` (relative) of those of
+    the atoms themselves (float64: 1e-12 after 1e4 steps; the part from float32 products
+    scales with the steps' lengths, which vanish at convergence).
     """
     grad = targets - mean_features  # (K, L)
     if pen is not None:
@@ -827,7 +843,11 @@ def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_siz
 
     design = _as_design(design)
     new_atoms = atoms + step_size * direction
-    scores = _full_scores(design, new_atoms)
+    if scores0 is not None:
+        step_scores = _full_scores(design, direction)
+        scores = scores0 + step_size * step_scores
+    else:
+        scores = _full_scores(design, new_atoms)
     q_new = q_of(new_atoms, scores, slice(None))
     bad = ~(q_new >= q_old) & ~empty
     eta = step_size
@@ -837,13 +857,15 @@ def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_siz
         eta *= 0.5
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx] + eta * direction[idx]
-        scores = _set_rows(scores, idx, _full_scores(design, new_atoms[idx]))
+        scores = _set_rows(scores, idx, _full_scores(design, new_atoms[idx]) if scores0 is None
+                           else _rows_of(scores0, idx) + eta * _rows_of(step_scores, idx))
         q_new[idx] = q_of(new_atoms[idx], _rows_of(scores, idx), idx)
         bad[idx] = ~(q_new[idx] >= q_old[idx])
     if np.any(bad):  # no ascent found along the gradient: keep those atoms (Q_k unchanged)
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx]
-        scores = _set_rows(scores, idx, _full_scores(design, atoms[idx]))
+        scores = _set_rows(scores, idx, _full_scores(design, atoms[idx]) if scores0 is None
+                           else _rows_of(scores0, idx))
     return new_atoms, scores, grad
 
 
@@ -894,25 +916,37 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams,
         along = _xp.host(scores)[live] / norms[live, None]  # (D, p)
     else:  # every atom at the centre: check K orthonormal working axes instead
         along = _xp.host(_full_scores(design, np.eye(atoms.shape[1])[: start.n_components]))
-    # standardised on all rows (the sampled whitening is only approximate), the diagnostic's
-    # threshold max(GAUSSIAN_TOLERANCE, 4 / sqrt(p)) accounting for the p rows' sampling error
-    diag = design_diagnostics(_standardised(along.T), np.eye(along.shape[0]), 4)
-    m_step = "gradient" if diag.gaussian else "newton"
-    compare = "<=" if diag.gaussian else ">"
+    max_score, threshold = _hermite_check(along)
+    gaussian = max_score <= threshold
+    m_step = "gradient" if gaussian else "newton"
+    compare = "<=" if gaussian else ">"
     rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
-            f"along the starting atoms {diag.max_score:.3g} {compare} {diag.threshold:.3g}: " + (
+            f"along the starting atoms {max_score:.3g} {compare} {threshold:.3g}: " + (
                 "Gaussian-like, Cov_pi(z) ~ I, the eta = 1 gradient step is a Newton step"
-                if diag.gaussian else "far from Gaussian, Cov_pi(z) moves away from I, so the "
+                if gaussian else "far from Gaussian, Cov_pi(z) moves away from I, so the "
                 "Newton step is used"))
-    return m_step, {"m_step_rule": rule, "design_hermite_score": diag.max_score,
-                    "design_hermite_threshold": diag.threshold}
+    return m_step, {"m_step_rule": rule, "design_hermite_score": max_score,
+                    "design_hermite_threshold": threshold}
 
 
-def _standardised(values: np.ndarray) -> np.ndarray:
-    """Columns centred and scaled to unit variance (a constant column is only centred)."""
-    values = values - values.mean(axis=0)
-    spread = values.std(axis=0)
-    return values / np.where(spread > 0, spread, 1.0)
+def _hermite_check(along: np.ndarray) -> tuple[float, float]:
+    """``design_diagnostics``' check of orders 3 and 4 on the rows of ``along`` (D, p), each
+    standardised over the p alternatives (the sampled whitening is only approximate), in
+    chunks of alternatives (no (4, p, D) array): ``(max_score, threshold)`` with the
+    diagnostic's threshold ``max(GAUSSIAN_TOLERANCE, 4 / sqrt(p))`` (the p rows' sampling
+    error), so the same decision as :func:`~softmix.softmax_mixture.moments.design_diagnostics`
+    on the standardised ``along.T``."""
+    p = along.shape[1]
+    chunks = [slice(start, min(start + _CHUNK_ROWS, p)) for start in range(0, p, _CHUNK_ROWS)]
+    mean = along.mean(axis=1, keepdims=True)
+    var = sum(np.sum((along[:, rows] - mean) ** 2, axis=1, keepdims=True) for rows in chunks) / p
+    spread = np.sqrt(var)
+    spread = np.where(spread > 0, spread, 1.0)
+    sums = np.zeros((2, along.shape[0]))
+    for rows in chunks:
+        sums += hermite_polynomials((along[:, rows] - mean) / spread, 4)[2:].sum(axis=2)
+    scores = np.abs(sums / p) / np.sqrt([6.0, 24.0])[:, None]  # He_3 / sqrt(3!), He_4 / sqrt(4!)
+    return float(scores.max()), max(GAUSSIAN_TOLERANCE, 4.0 / np.sqrt(p))
 
 
 def _max_atom_change(a: SoftmaxMixtureParams, b: SoftmaxMixtureParams) -> float:
