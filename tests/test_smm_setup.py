@@ -228,6 +228,11 @@ def test_batched_newton_decrements_equal_the_per_component_ones():
                                               else pen[k])(np.asarray(start.atoms[k]), 2)
             single.append(float(grad @ newton_direction(grad, hess)))
         np.testing.assert_allclose(batched, single, rtol=1e-8)
+        # from the E-step at these atoms (pi from its scores, its xbar): the same decrements
+        reused, _ = _batched_decrements(design, np.asarray(start.atoms)[1:], targets[1:],
+                                        None if pen is None else pen[1:],
+                                        stats.subset(np.arange(1, 4)))
+        np.testing.assert_allclose(reused, single[1:], rtol=1e-8)
     em_map = make_em_map(design, counts, m_step="gradient")
     from softmix.softmax_mixture.em import stationarity_of
     value = stationarity_of(em_map, start)  # goes through the batched path (r = 40 > 30)

@@ -199,6 +199,13 @@ class EStep:
     mean_features: np.ndarray
     scores: np.ndarray | None = None
 
+    def subset(self, components: np.ndarray) -> EStep:
+        """The statistics of some components only (``log_likelihood`` is the mixture's)."""
+        idx = np.asarray(components)
+        return EStep(self.log_likelihood, self.log_partition[idx], self.mass[idx],
+                     self.weighted_sums[idx], self.mean_features[idx],
+                     None if self.scores is None else _rows_of(self.scores, idx))
+
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
     """``log sum_j exp(scores_kj)`` per row, max-shifted (a lean scipy.special.logsumexp)."""
@@ -696,8 +703,10 @@ def make_em_map(
             live = np.flatnonzero(mass > 0)
             gains = np.zeros_like(gains)
             atoms_now = np.asarray(params.atoms, dtype=float)
+            done = cache["stats"] if cache.get("at") is params else None  # its E-step
             dec, truncated = _batched_decrements(
-                design, atoms_now[live], targets[live], None if pen is None else pen[live])
+                design, atoms_now[live], targets[live], None if pen is None else pen[live],
+                None if done is None else done.subset(live))
             gains[live] = 0.5 * mass[live] * dec
             if design.n_working <= _NEWTON_DENSE_FALLBACK_MAX_FEATURES:
                 # a CG solve that used its whole budget underestimates the decrement (an
@@ -731,7 +740,8 @@ def make_em_map(
 
 
 def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
-                        penalty: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                        penalty: np.ndarray | None, stats: EStep | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Newton decrements ``g_k' H_k^{-1} g_k`` of every component at once, matrix-free, and
     which components' CG solve used its whole ``CG_MAX_ITER`` budget (truncated: the value is
     then an underestimate, redone densely by the caller when affordable).
@@ -741,15 +751,21 @@ def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
     ``H_k = Cov_{pi(theta_k)}(z) + _NEWTON_RIDGE + penalty_k`` (that of
     :func:`_newton_objective`), run for the K components together: each CG iteration is one
     ``design.scores`` (K, p) and one ``design.project`` (K, p) instead of K thin products.
+    ``stats``, the E-step at these atoms (its rows for these components, :meth:`EStep.subset`),
+    supplies ``pi(theta_k)`` (from its scores) and ``xbar(theta_k)``, saving one of each.
     """
     from softmix.core.solvers import CG_RTOL
 
     if atoms.shape[0] == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
-    scores = _full_scores(design, atoms)
-    pi = _softmax_rows(scores, _row_logsumexp(scores))
     chunks = design.chunks()
-    xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
+    if stats is not None and stats.scores is not None:
+        pi = _softmax_rows(stats.scores, stats.log_partition)
+        xbar = stats.mean_features
+    else:
+        scores = _full_scores(design, atoms)
+        pi = _softmax_rows(scores, _row_logsumexp(scores))
+        xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
     grad = targets - xbar
     diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
     if penalty is not None:
