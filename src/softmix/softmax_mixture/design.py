@@ -48,8 +48,9 @@ __all__ = [
 
 #: [chosen, measured in benchmarks/RESULTS.md ("setup at the cost of the problem")] Rows of the
 #: design sampled for the whitening covariance: ``max(DEFAULT_SAMPLE_ROWS, 4 L)``, all rows when
-#: p is not larger (then everything is exact, as before). Its cost ``n L^2 / 2`` is about one
-#: iteration's two products at p = 50,000, L = 768, K = 10; the sampled covariance is within
+#: p is not larger (then everything is exact, as before). Its cost ``n L^2 / 2`` (a symmetric
+#: rank-n update) measured 1.0-1.5 EM maps' two products at p = 50,000, L = 768, K = 10 (the
+#: whole of ``prepare_design`` 1.5 units, RESULTS.md section 12); the sampled covariance is within
 #: ``~2 sqrt(L / n)`` (operator norm, relative) of the full one, which only preconditions EM
 #: (Newton's iterates are affine invariant; the fixed points never depend on it).
 DEFAULT_SAMPLE_ROWS = 8192
