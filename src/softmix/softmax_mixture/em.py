@@ -212,7 +212,8 @@ def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
     if not _xp.is_numpy(scores):  # another namespace (softmix.core.xp): the (K,) on the host
         return _xp.to_host(_xp.logsumexp(scores, axis=-1))
     row_max = scores.max(axis=-1, keepdims=True)
-    return (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
+    shifted = scores - row_max
+    return (row_max + np.log(np.exp(shifted, out=shifted).sum(axis=-1, keepdims=True)))[..., 0]
 
 
 def _softmax_rows(scores, log_partition: np.ndarray):
@@ -305,8 +306,13 @@ def e_step(
     row_max = scores.max(axis=1, keepdims=True)
     norm = np.zeros((k, 1))
     chunks = design.chunks()
+    # one chunk (the usual case): exp(scores - max) is computed once, in the work array, and
+    # rescaled to pi below (an exp and a fresh (K, p) array fewer per E-step)
+    stacked = np.empty((2 * k, design.n_alternatives)) if len(chunks) == 1 else None
     for rows in chunks:
-        norm += np.exp(scores[:, rows] - row_max).sum(axis=1, keepdims=True)
+        shifted = (np.subtract(scores, row_max, out=stacked[k:]) if stacked is not None
+                   else scores[:, rows] - row_max)
+        norm += np.exp(shifted, out=shifted).sum(axis=1, keepdims=True)
     log_partition = (row_max + np.log(norm))[:, 0]
     weights = params.weights
     log_weights = _log_weights(weights)
@@ -317,10 +323,15 @@ def e_step(
         block = scores[:, rows]
         n_c = counts[rows]
         chosen = n_c > 0
-        stacked = np.empty((2 * k, block.shape[1]))
+        single = len(chunks) == 1  # stacked[k:] holds exp(scores - max) already
+        if not single:
+            stacked = np.empty((2 * k, block.shape[1]))
         if float(np.min(block.min(axis=1) - row_max[:, 0])) > -_SAFE_RANGE:
-            pi = np.subtract(block, log_partition[:, None], out=stacked[k:])
-            np.exp(pi, out=pi)
+            if single:
+                pi = np.divide(stacked[k:], norm, out=stacked[k:])
+            else:
+                pi = np.subtract(block, log_partition[:, None], out=stacked[k:])
+                np.exp(pi, out=pi)
             mix = weights @ pi
             loglik += float(n_c[chosen] @ np.log(mix[chosen]))
             np.multiply(pi, n_c / mix, out=stacked[:k])
