@@ -308,9 +308,10 @@ def e_step(
     chunks = design.chunks()
     # one chunk (the usual case): exp(scores - max) is computed once, in the work array, and
     # rescaled to pi below (an exp and a fresh (K, p) array fewer per E-step)
-    stacked = np.empty((2 * k, design.n_alternatives)) if len(chunks) == 1 else None
+    single = len(chunks) == 1
+    stacked = np.empty((2 * k, design.n_alternatives if single else 0))
     for rows in chunks:
-        shifted = (np.subtract(scores, row_max, out=stacked[k:]) if stacked is not None
+        shifted = (np.subtract(scores, row_max, out=stacked[k:]) if single
                    else scores[:, rows] - row_max)
         norm += np.exp(shifted, out=shifted).sum(axis=1, keepdims=True)
     log_partition = (row_max + np.log(norm))[:, 0]
@@ -323,8 +324,7 @@ def e_step(
         block = scores[:, rows]
         n_c = counts[rows]
         chosen = n_c > 0
-        single = len(chunks) == 1  # stacked[k:] holds exp(scores - max) already
-        if not single:
+        if not single:  # (single: stacked[k:] holds exp(scores - max) already)
             stacked = np.empty((2 * k, block.shape[1]))
         if float(np.min(block.min(axis=1) - row_max[:, 0])) > -_SAFE_RANGE:
             if single:
@@ -770,13 +770,13 @@ def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
     if atoms.shape[0] == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
     chunks = design.chunks()
-    if stats is not None and stats.scores is not None:
-        pi = _softmax_rows(stats.scores, stats.log_partition)
-        xbar = stats.mean_features
-    else:
+    if stats is None or stats.scores is None:
         scores = _full_scores(design, atoms)
         pi = _softmax_rows(scores, _row_logsumexp(scores))
         xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
+    else:
+        pi = _softmax_rows(stats.scores, stats.log_partition)
+        xbar = stats.mean_features
     grad = targets - xbar
     diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
     if penalty is not None:
