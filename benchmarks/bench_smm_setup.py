@@ -88,9 +88,11 @@ def rows_for(p, length, k, iterations, label, seed=0) -> list[dict]:
 
 
 def breakdown_rows(p, length, k, seed=0, repeats=3) -> list[dict]:
-    """Seconds of each setup piece of the new code path, in units (this tree only)."""
+    """Seconds of each piece of a fit of this tree (the estimator's path: auto M-step, given
+    start), in units: the fixed pieces of a T = 0 fit, one EM map, and the exact stop rule a
+    fit with ``tol > 0`` pays where it decides (not paid with ``tol=0``)."""
     from softmix.softmax_mixture.design import prepare_design
-    from softmix.softmax_mixture.em import make_em_map, select_m_step
+    from softmix.softmax_mixture.em import _full_scores, make_em_map, select_m_step
     from softmix.softmax_mixture.model import check_features
 
     data = make_softmax_mixture(10**7, p, length, k, separation=1.0, return_choices=False,
@@ -113,15 +115,22 @@ def breakdown_rows(p, length, k, seed=0, repeats=3) -> list[dict]:
         units.append(unit_seconds(x, k, rng))
         checked, stats = clock("check_features (one blocked pass)",
                                lambda: check_features(x, return_range=True))
-        design = clock("prepare_design (sample covariance, eigh, identification)",
+        design = clock("prepare_design (sample covariance, Cholesky, certificate)",
                        lambda c=checked, s=stats: prepare_design(c, column_stats=s, warn=False))
         work = design.to_working(start)
-        clock("select_m_step (auto rule)", lambda d=design, w=work: select_m_step(d, w))
-        em_map = make_em_map(design, counts, m_step="gradient")
-        clock("objective at the start (one E-step)", lambda m=em_map, w=work: m.objective(w))
-        new = clock("one EM map (gradient M-step)", lambda m=em_map, w=work: m(w)[0])
-        clock("exact stop rule at the end (batched CG)",
-              lambda m=em_map, n=new: m.stationarity(n, True))
+        scores0 = clock("start's scores (K x p product, shared with the first E-step)",
+                        lambda d=design, w=work: _full_scores(d, np.asarray(w.atoms)))
+        m_step, _ = clock("select_m_step (auto rule on all rows, from those scores)",
+                          lambda d=design, w=work, s0=scores0: select_m_step(d, w, s0))
+        em_map = make_em_map(design, counts, m_step=m_step, tol=0.0)
+        em_map.prime_scores(work.atoms, scores0)
+        clock("objective at the start (rest of the E-step)", lambda m=em_map, w=work: m.objective(w))
+        clock("cheap criterion (tol=0 report)", lambda m=em_map, w=work: m.stationarity(w, False))
+        new = clock("one EM map (M-step; its E-step was the start's)",
+                    lambda m=em_map, w=work: m(w)[0])
+        clock("next EM map (E-step + M-step)", lambda m=em_map, n=new: m(n)[0])
+        clock("exact stop rule (batched CG; only where tol > 0 decides)",
+              lambda m=em_map, w=work: m.stationarity(w, True))
     unit = float(np.median(units))
     return [{"piece": name, "seconds": float(np.median(v)), "units": float(np.median(v)) / unit,
              "unit_s": unit} for name, v in pieces.items()]

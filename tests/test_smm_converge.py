@@ -26,6 +26,18 @@ def heavy_design(p=1500, length=40, seed=0):
     return x, rng
 
 
+def from_eigen_basis(design, x, g):
+    """Rows ``g`` given in the eigen-decomposition whitening ``B = D^{-1} V Lambda^{-1/2}`` (the
+    working basis these instances were drawn in when the tests were written), mapped to
+    ``design``'s working coordinates (the Cholesky whitening ``D^{-1} R^{-1}`` now): the same
+    atoms in the user's coordinates, so the same problem instance."""
+    centred = x - x.mean(axis=0)
+    cov = centred.T @ centred / x.shape[0]
+    d = np.sqrt(np.diag(cov))
+    lam, v = np.linalg.eigh(cov / np.outer(d, d))
+    return (np.asarray(g) @ (v / np.sqrt(lam) / d[:, None]).T) @ design.inverse.T
+
+
 def concentrated(design, theta):
     z = design.working_rows_t()
     s = theta @ z
@@ -38,7 +50,8 @@ def test_decrement_is_exact_where_truncated_cg_underestimates_it():
     x, rng = heavy_design()
     design = smm_em.prepare_design(x, warn=False)
     z = design.working_rows_t()
-    theta = 8.0 * rng.standard_normal(z.shape[0]) / np.sqrt(z.shape[0])
+    theta = from_eigen_basis(design, x, 8.0 * rng.standard_normal(z.shape[0])
+                             / np.sqrt(z.shape[0]))
     pi, xbar = concentrated(design, theta)
     cov = weighted_covariance(z.T, pi, xbar)
     eig = np.linalg.eigvalsh(cov)
@@ -58,7 +71,8 @@ def test_newton_step_falls_back_to_dense_and_gains_more(monkeypatch):
     x, rng = heavy_design()
     design = smm_em.prepare_design(x, warn=False)
     z = design.working_rows_t()
-    theta = 4.0 * rng.standard_normal(z.shape[0]) / np.sqrt(z.shape[0])
+    theta = from_eigen_basis(design, x, 4.0 * rng.standard_normal(z.shape[0])
+                             / np.sqrt(z.shape[0]))
     _, xbar = concentrated(design, theta)
     target = 0.9 * xbar + 0.1 * z.mean(axis=1)
     options = {"max_iter": 1, "max_step": smm_em._NEWTON_MAX_STEP, "tol": 0.0}
@@ -88,7 +102,7 @@ def test_default_fit_converges_on_the_heavy_tailed_stand_in():
     design = smm_em.prepare_design(x, warn=False)
     length = design.working_rows_t().shape[0]
     atoms = np.vstack([0.3 * rng.standard_normal(length), 3.0 * rng.standard_normal(length)])
-    atoms /= np.sqrt(length)
+    atoms = from_eigen_basis(design, x, atoms / np.sqrt(length))
     s = atoms @ design.working_rows_t()
     pi = np.exp(s - s.max(axis=1, keepdims=True))
     pi /= pi.sum(axis=1, keepdims=True)

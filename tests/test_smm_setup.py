@@ -228,7 +228,154 @@ def test_batched_newton_decrements_equal_the_per_component_ones():
                                               else pen[k])(np.asarray(start.atoms[k]), 2)
             single.append(float(grad @ newton_direction(grad, hess)))
         np.testing.assert_allclose(batched, single, rtol=1e-8)
+        # from the E-step at these atoms (pi from its scores, its xbar): the same decrements
+        reused, _ = _batched_decrements(design, np.asarray(start.atoms)[1:], targets[1:],
+                                        None if pen is None else pen[1:],
+                                        stats.subset(np.arange(1, 4)))
+        np.testing.assert_allclose(reused, single[1:], rtol=1e-8)
     em_map = make_em_map(design, counts, m_step="gradient")
     from softmix.softmax_mixture.em import stationarity_of
     value = stationarity_of(em_map, start)  # goes through the batched path (r = 40 > 30)
     assert value > 0 and np.isfinite(value)
+
+
+# -- setup at the cost of the problem (issue 14 item 1): what each cut must leave unchanged -----
+
+
+def _eigen_design(x, **kw):
+    """The design as prepared before the Cholesky whitening (the eigen-decomposition path)."""
+    import unittest.mock
+
+    with unittest.mock.patch.object(design_mod, "_certified_cholesky", lambda c, t: None):
+        return prepare_design(x, **kw)
+
+
+def test_cholesky_whitening_is_certified_and_equals_the_eigen_fits():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5000, 6)) @ rng.standard_normal((6, 6)) + 3.0
+    for kw in ({"sample_rows": 800}, {"exact": True}):
+        chol, eig = prepare_design(x, **kw), _eigen_design(x, **kw)
+        assert chol.n_unidentified == eig.n_unidentified == 0
+        # a different whitening of the same covariance: W' R_s W = I, B^{-1} B = I
+        np.testing.assert_allclose(chol.inverse @ chol.transform, np.eye(6), atol=1e-10)
+        rot = eig.inverse @ chol.transform  # working(chol) -> working(eig): orthogonal
+        np.testing.assert_allclose(rot.T @ rot, np.eye(6), atol=1e-10)
+        assert not np.allclose(rot, np.eye(6))  # really another basis (the test can fail)
+    params = SoftmaxMixtureParams(np.array([0.5, 0.5]), 0.3 * rng.standard_normal((2, 6)))
+    counts = sample_counts(x, params, 10**5, rng).astype(float)
+    start = SoftmaxMixtureParams(params.weights, params.atoms * 0.5)
+    for m_step in ("newton", "gradient"):  # Newton: affine invariant; gradient: rotation invariant
+        a = fit_em(prepare_design(x, sample_rows=800), counts, start, m_step=m_step,
+                   max_iter=8, tol=0.0, warn=False)
+        b = fit_em(_eigen_design(x, sample_rows=800), counts, start, m_step=m_step,
+                   max_iter=8, tol=0.0, warn=False)
+        np.testing.assert_allclose(a.history, b.history, rtol=1e-11)
+        np.testing.assert_allclose(a.params.atoms, b.params.atoms, rtol=1e-7, atol=1e-9)
+
+
+def test_ill_conditioned_or_collinear_designs_take_the_eigen_route():
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((3000, 4))
+    calls = []
+    real = design_mod._certified_cholesky
+
+    def spy(corr, threshold):
+        out = real(corr, threshold)
+        calls.append(out is not None)
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(design_mod, "_certified_cholesky", spy)
+        prepare_design(base, sample_rows=500)
+        # nearly collinear (an eigenvalue ~5e-7 of the correlation: identified, but within the
+        # sampled path's candidate threshold 1e4 (p / n) 1e-10, so decided on all rows)
+        near = np.column_stack([base, base[:, 0] + 1e-3 * rng.standard_normal(3000)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert prepare_design(near, sample_rows=500).n_unidentified == 0
+        with pytest.warns(SoftmixWarning):
+            exact_pair = prepare_design(np.column_stack([base, base[:, 0] - base[:, 1]]),
+                                        sample_rows=500)
+        assert exact_pair.n_unidentified == 1
+    assert calls == [True, False, False]
+
+
+def test_auto_rule_check_equals_the_design_diagnostic_on_all_rows():
+    from softmix.softmax_mixture.em import _hermite_check
+    from softmix.softmax_mixture.moments import design_diagnostics
+
+    rng = np.random.default_rng(7)
+    along = np.vstack([rng.standard_normal(20_000), rng.standard_t(4, 20_000),
+                       rng.exponential(size=20_000) * 3.0 + 1.0])
+    standardised = (along.T - along.T.mean(0)) / along.T.std(0)
+    diag = design_diagnostics(standardised, np.eye(3), 4)
+    score, threshold = _hermite_check(along)
+    assert score == pytest.approx(diag.max_score, rel=1e-10)
+    assert threshold == diag.threshold
+
+
+def test_auto_fit_computes_the_start_scores_once(monkeypatch):
+    x, counts, params = _mixture(p=20_000, length=40, k=3)
+    design = prepare_design(x)
+    assert not design.exact
+    calls = []
+    real = design_mod.Design.scores
+
+    def counting(self, atoms, rows=None):
+        calls.append(np.asarray(atoms).shape[0])
+        return real(self, atoms, rows)
+
+    monkeypatch.setattr(design_mod.Design, "scores", counting)
+    res = fit_em(design, counts, params, m_step="auto", max_iter=0, tol=0.0)
+    assert res.extra["m_step"] == "gradient"
+    assert calls == [3]  # the auto rule's scores are the start's E-step's: one (K, p) product
+    calls.clear()
+    res = fit_em(design, counts, params, m_step="auto", max_iter=4, tol=0.0)
+    # one product per gradient step (halvings included) and the start's: 5 in all, no CG
+    assert calls == [3] * 5, calls
+    assert res.criterion == "score_gain_whitened"
+
+
+def test_gradient_step_from_the_e_step_scores_equals_the_direct_one():
+    from softmix.softmax_mixture.em import _gradient_step
+
+    x, counts, params = _mixture(p=5000, length=8, k=4)
+    design = prepare_design(x, sample_rows=500)
+    start = design.to_working(SoftmaxMixtureParams(params.weights, 3.0 * params.atoms))
+    stats = e_step(design, counts, start)
+    targets = stats.weighted_sums / stats.mass[:, None]
+    atoms = np.asarray(start.atoms)
+    q_old = np.einsum("kl,kl->k", atoms, targets) - stats.log_partition
+    empty = np.zeros(4, dtype=bool)
+    for step in (1.0, 8.0):  # 8: most components halve several times
+        direct = _gradient_step(design, atoms, targets, stats.mean_features, q_old, empty, step)
+        carried = _gradient_step(design, atoms, targets, stats.mean_features, q_old, empty, step,
+                                 scores0=stats.scores)
+        np.testing.assert_array_equal(carried[0], direct[0])  # the same halvings, same atoms
+        np.testing.assert_allclose(carried[1], direct[1], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(carried[1], design.scores(carried[0]), atol=1e-12)
+
+
+def test_stop_rule_is_exact_whenever_it_decides_and_cheap_only_as_a_report():
+    from softmix.softmax_mixture.em import stationarity_of
+
+    x, counts, params = _mixture(p=6000, length=40, k=3)
+    design = prepare_design(x, sample_rows=2000)
+    start = SoftmaxMixtureParams(params.weights, 0.5 * params.atoms)
+    fixed = fit_em(design, counts, start, m_step="gradient", max_iter=3, tol=0.0)
+    assert fixed.criterion == "score_gain_whitened"
+    em_map = make_em_map(design, counts, m_step="gradient", tol=0.0)
+    work = design.to_working(fixed.params)
+    assert fixed.criterion_value == pytest.approx(em_map.stationarity(work, False), rel=1e-10)
+    exact = stationarity_of(em_map, work)
+    assert exact != pytest.approx(fixed.criterion_value, rel=1e-3)  # really another number
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter with tol > 0: a ConvergenceWarning
+        budget = fit_em(design, counts, start, m_step="gradient", max_iter=3)
+    assert budget.criterion == "newton_decrement"
+    assert budget.criterion_value == pytest.approx(exact, rel=1e-8)
+    done = fit_em(design, counts, start, m_step="newton", max_iter=300, accelerate="squarem")
+    assert done.converged and done.criterion == "newton_decrement"
+    assert done.criterion_value <= done.extra["tol_used"]
+    assert stationarity_of(make_em_map(design, counts, m_step="newton"),
+                           design.to_working(done.params)) <= done.extra["tol_used"]

@@ -34,7 +34,9 @@ The hook, for engineers wiring a model to it::
   converges (``stop_reason="tol"``) only if the confirmed value is ``<= tol``; a failed
   confirmation is retried after 1, 2, 4, ... more iterations.
 - It is called once more with ``exact=True`` on the returned parameters when the loop ends for
-  another reason (``max_iter``, ``callback``), to fill ``criterion_value``.
+  another reason (``max_iter``, ``callback``), to fill ``criterion_value``; with ``tol <= 0``
+  (no stop decision is made) and a ``cheap_criterion`` name, with ``exact=False`` instead: the
+  cheap value is then a report, recorded under that name.
 - Returning NaN means "cannot tell" (never converged on it).
 """
 
@@ -105,6 +107,7 @@ def run_em(
     from_vector: Callable[[np.ndarray], Any] | None = None,
     stationarity: Stationarity | None = None,
     criterion: str = "stationarity",
+    cheap_criterion: str | None = None,
 ) -> FitResult:
     """Iterate ``em_map`` from ``params0`` until a stop rule fires.
 
@@ -153,6 +156,11 @@ def run_em(
     criterion : str
         Name recorded in ``FitResult.criterion`` when ``stationarity`` is given (e.g.
         ``"newton_decrement"``).
+    cheap_criterion : str, optional
+        Name of the cheap value ``stationarity(params, False)``. When given and ``tol <= 0``
+        (a fixed number of iterations: nothing is decided on the criterion), the returned
+        parameters' ``criterion_value`` is that cheap value and ``criterion`` this name, so no
+        exact evaluation is paid for a report. None (default): always the exact value.
 
     Returns
     -------
@@ -189,6 +197,8 @@ def run_em(
         em_map = _CountingMap(em_map)
         advance = _Squarem(em_map, to_vector, from_vector)
     judge = None if stationarity is None else _Judge(stationarity, tol)
+    if judge is not None and tol <= 0 and cheap_criterion is not None:
+        judge.final_exact, criterion = False, cheap_criterion
     params, prev_params, history, reason, n_iter = _loop(
         params0, em_map, objective, advance, max_iter=max_iter, tol=tol, param_tol=param_tol,
         param_distance=param_distance, callback=callback, judge=judge,
@@ -276,6 +286,7 @@ class _Judge:
         self.stationarity, self.tol = stationarity, tol
         self.next_check, self.gap = 0, 1
         self.last: tuple[Any, float] | None = None  # (params, exact value at params)
+        self.final_exact = True  # False: the final report is the cheap value (tol <= 0)
 
     def converged(self, params: Any, n_iter: int) -> bool:
         if self.tol <= 0 or n_iter < self.next_check:
@@ -296,7 +307,7 @@ class _Judge:
         if reason == "non_finite":
             return float("nan")
         with np.errstate(all="ignore"):
-            return float(self.stationarity(params, True))
+            return float(self.stationarity(params, self.final_exact))
 
 
 def _loop(params0, em_map, objective, advance, *, max_iter, tol, param_tol, param_distance,

@@ -48,8 +48,9 @@ __all__ = [
 
 #: [chosen, measured in benchmarks/RESULTS.md ("setup at the cost of the problem")] Rows of the
 #: design sampled for the whitening covariance: ``max(DEFAULT_SAMPLE_ROWS, 4 L)``, all rows when
-#: p is not larger (then everything is exact, as before). Its cost ``n L^2 / 2`` is about one
-#: iteration's two products at p = 50,000, L = 768, K = 10; the sampled covariance is within
+#: p is not larger (then everything is exact, as before). Its cost ``n L^2 / 2`` (a symmetric
+#: rank-n update) measured 1.0-1.5 EM maps' two products at p = 50,000, L = 768, K = 10 (the
+#: whole of ``prepare_design`` 1.5 units, RESULTS.md section 12); the sampled covariance is within
 #: ``~2 sqrt(L / n)`` (operator norm, relative) of the full one, which only preconditions EM
 #: (Newton's iterates are affine invariant; the fixed points never depend on it).
 DEFAULT_SAMPLE_ROWS = 8192
@@ -88,9 +89,12 @@ class Design:
     standard deviations and ``R_s = V Lambda V'`` the correlation matrix of the sampled rows on
     the identified range:
 
-    - ``whitened=True``: ``B = D^{-1} V Lambda^{-1/2}``, so ``Cov(z) ~ I`` (exactly I when every
-      row was used, ``n_sample_rows == p``). Newton's M-step is affine invariant (same
-      iterates); the gradient M-step becomes the paper's whitened step.
+    - ``whitened=True``: ``B = D^{-1} W`` with ``W' R_s W = I``, so ``Cov(z) ~ I`` (exactly I
+      when every row was used, ``n_sample_rows == p``): ``W = R^{-1}`` from the Cholesky factor
+      ``R'R = R_s`` when that certifies every direction identified (see
+      :func:`prepare_design`), else ``W = V Lambda^{-1/2}``. The two differ by a rotation of the
+      working coordinates: Newton's M-step is affine invariant (same iterates) and the gradient
+      M-step, the paper's whitened step, is invariant to rotations.
     - ``whitened=False``: ``B = D^{-1} V`` (standardised columns, rotated).
 
     Rescaling column j of the design by ``s`` rescales row j of ``B`` by ``1/s``: the working
@@ -351,10 +355,15 @@ def _sample_covariance(x: np.ndarray, index: np.ndarray, mean: np.ndarray) -> np
             out += _xp.to_host(xp.matmul(block.T, block))
         return (out + out.T) / 2.0
     for start in range(0, index.shape[0], _CHUNK_ROWS):
-        block = (x[start : start + _CHUNK_ROWS] if contiguous
-                 else x[index[start : start + _CHUNK_ROWS]])
-        block = block.astype(np.float64) - mean
-        out += block.T @ block
+        if contiguous:  # a view: one centred float64 copy of the block
+            block = np.subtract(x[start : start + _CHUNK_ROWS], mean, dtype=np.float64)
+        else:  # the gather is a copy already: centred in place when float64
+            block = x[index[start : start + _CHUNK_ROWS]]
+            if block.dtype == np.float64:
+                block -= mean
+            else:
+                block = np.subtract(block, mean, dtype=np.float64)
+        out += block.T @ block  # one operand transposed: a symmetric rank-k update (syrk)
     return (out + out.T) / 2.0
 
 
@@ -388,6 +397,37 @@ def _centred_float32(x, mean: np.ndarray):
     return out
 
 
+def _certified_cholesky(corr: np.ndarray, threshold: float):
+    """``(R, R^{-1})`` with ``R'R = corr`` (R upper triangular), or None, when it proves that no
+    eigenvalue of ``corr`` is at most ``threshold`` times the largest.
+
+    [chosen] The whitening ``W = R^{-1}`` needs ``L^3 / 3`` flops where the eigen-decomposition
+    needs ~9 L^3 (about one EM map's two products at p = 50,000, L = 768). The decision stays
+    the eigen-decomposition's: ``||R^{-1}||_F^{-2} = 1 / sum_i lambda_i^{-1} <= lambda_min`` and
+    ``||corr||_F >= lambda_max``, so ``||R^{-1}||_F^{-2} > 2 threshold ||corr||_F`` (a factor 2
+    for round-off: Cholesky's backward error is ~L eps ||corr||, orders below any threshold used
+    here) means every eigenvalue is above ``threshold * lambda_max``: there is no candidate null
+    direction, as the eigenvalues would have said. None (the caller decomposes) when Cholesky
+    fails (a constant column, a singular sample) or the bound is not met (an ill-conditioned
+    design: the bound is loose by up to a factor ~L, so such designs take the exact route).
+    """
+    from scipy.linalg import LinAlgError, cholesky, lapack
+
+    if not np.all(np.diag(corr) > 0):
+        return None
+    try:
+        upper = cholesky(corr, lower=False, check_finite=False)
+    except LinAlgError:
+        return None
+    upper_inv, info = lapack.dtrtri(upper, lower=0)
+    if info != 0 or not np.all(np.isfinite(upper_inv)):
+        return None
+    bound = 1.0 / float(np.sum(upper_inv**2))
+    if not bound > 2.0 * threshold * float(np.linalg.norm(corr)):
+        return None
+    return upper, np.triu(upper_inv)
+
+
 def prepare_design(
     features: np.ndarray, *, whiten: bool = True, warn: bool = True, dtype: str = "float64",
     sample_rows: int | None = None, exact: bool = False, column_stats=None,
@@ -400,8 +440,12 @@ def prepare_design(
 
     1. one pass over X (blocked): column means, maxima and minima (constant columns);
     2. the covariance of a row sample (``n = max(DEFAULT_SAMPLE_ROWS, 4 L)`` rows, fixed
-       seed; every row when ``p <= n`` or ``exact=True``), O(n L^2), and the eigen-decomposition
-       of its correlation matrix, O(L^3);
+       seed; every row when ``p <= n`` or ``exact=True``), O(n L^2) (a symmetric rank-n
+       update), and the Cholesky factor of its correlation matrix, ``L^3 / 3`` flops: when its
+       inverse proves every eigenvalue above the candidate threshold of step 3 (no direction can
+       be unidentified, :func:`_certified_cholesky`), the whitening is ``R^{-1}`` and step 3 is
+       not needed; otherwise (a constant column, near-collinear columns, ``whiten=False``) the
+       eigen-decomposition of the correlation matrix, ~9 L^3 flops, and step 3;
     3. identification, decided on all p rows: a direction null in all rows is null in any
        sample, so the sample's near-null eigen-directions (below ``1e4 (p / n) * 1e-10`` of the
        largest eigenvalue) are the only candidates; their exact covariance over all rows (one
@@ -472,6 +516,12 @@ def prepare_design(
     corr = cov / np.outer(scale, scale)
     corr[constant, :] = 0.0
     corr[:, constant] = 0.0
+    threshold = UNIDENTIFIED_RTOL * (1.0 if n == p else _CANDIDATE_SAFETY * p / n)
+    factor = _certified_cholesky(corr, threshold) if whiten else None
+    if factor is not None:  # every direction identified, certified without an eigh
+        upper, upper_inv = factor
+        return Design(x, mean, upper_inv / scale[:, None], upper * scale[None, :], 0, True,
+                      np.ones(length), index, design_chunk_rows(p, 16))
     values, vectors = np.linalg.eigh(corr)
     top = max(float(values[-1]), 0.0)
     if n == p:  # every row: the exact correlation spectrum

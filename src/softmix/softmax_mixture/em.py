@@ -70,7 +70,12 @@ g_k`` is the observed score of atom k, so this is zero exactly at stationary poi
 same at N = 1e3 and N = 1e10 for the same distance from the optimum in standard errors. The
 Newton M-step's inner stop is tied to it (each component stops when its predicted gain is
 below ``tol / (10 K)`` nats, never relative to ``|Q_k|``), so EM cannot stall short of ``tol``.
-Its value is ``FitResult.criterion_value`` (``criterion="newton_decrement"``).
+Its value is ``FitResult.criterion_value`` (``criterion="newton_decrement"``). With ``tol=0`` (a
+fixed number of iterations) nothing is decided on it, so the returned parameters get the cheap
+value instead, at no cost beyond the E-step the final log-likelihood needs: the same sum with
+``Cov_pi(z)`` replaced by the design's ``Var(z)`` (I when whitened), ``criterion=
+"score_gain_whitened"``; exact where ``Cov_pi(z) = Var(z)``, e.g. at uniform atoms. The exact
+value at any parameters is :func:`stationarity_of`.
 
 Degenerate answers that a tolerance alone cannot see, each named by a warning and reported
 ``converged=False``: counts on a face of the design's convex hull (no MLE, ``stop_reason=
@@ -104,6 +109,7 @@ from softmix.softmax_mixture.design import (
 )
 from softmix.softmax_mixture.faces import FACE_JUMP_NATS, FaceMonitor, pullback_gain
 from softmix.softmax_mixture.model import (
+    _CHUNK_ROWS,
     SoftmaxMixtureParams,
     _dot_counts,
     _log_weights,
@@ -114,7 +120,6 @@ from softmix.softmax_mixture.model import (
 )
 from softmix.softmax_mixture.moments import (
     GAUSSIAN_TOLERANCE,
-    design_diagnostics,
     hermite_polynomials,
 )
 
@@ -184,6 +189,8 @@ class EStep:
         ``sum_j n_j w_jk z_j = c_k m_k`` (working coordinates of the design).
     mean_features : ndarray of shape (K, r)
         ``xbar(theta_k) = sum_j pi_j(theta_k) z_j``.
+    scores : ndarray of shape (K, p) or None
+        The scores ``design.scores(atoms)`` the E-step used (the gradient M-step's start).
     """
 
     log_likelihood: float
@@ -191,6 +198,14 @@ class EStep:
     mass: np.ndarray
     weighted_sums: np.ndarray
     mean_features: np.ndarray
+    scores: np.ndarray | None = None
+
+    def subset(self, components: np.ndarray) -> EStep:
+        """The statistics of some components only (``log_likelihood`` is the mixture's)."""
+        idx = np.asarray(components)
+        return EStep(self.log_likelihood, self.log_partition[idx], self.mass[idx],
+                     self.weighted_sums[idx], self.mean_features[idx],
+                     None if self.scores is None else _rows_of(self.scores, idx))
 
 
 def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
@@ -198,7 +213,8 @@ def _row_logsumexp(scores: np.ndarray) -> np.ndarray:
     if not _xp.is_numpy(scores):  # another namespace (softmix.core.xp): the (K,) on the host
         return _xp.to_host(_xp.logsumexp(scores, axis=-1))
     row_max = scores.max(axis=-1, keepdims=True)
-    return (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
+    shifted = scores - row_max
+    return (row_max + np.log(np.exp(shifted, out=shifted).sum(axis=-1, keepdims=True)))[..., 0]
 
 
 def _softmax_rows(scores, log_partition: np.ndarray):
@@ -291,8 +307,14 @@ def e_step(
     row_max = scores.max(axis=1, keepdims=True)
     norm = np.zeros((k, 1))
     chunks = design.chunks()
+    # one chunk (the usual case): exp(scores - max) is computed once, in the work array, and
+    # rescaled to pi below (an exp and a fresh (K, p) array fewer per E-step)
+    single = len(chunks) == 1
+    stacked = np.empty((2 * k, design.n_alternatives if single else 0))
     for rows in chunks:
-        norm += np.exp(scores[:, rows] - row_max).sum(axis=1, keepdims=True)
+        shifted = (np.subtract(scores, row_max, out=stacked[k:]) if single
+                   else scores[:, rows] - row_max)
+        norm += np.exp(shifted, out=shifted).sum(axis=1, keepdims=True)
     log_partition = (row_max + np.log(norm))[:, 0]
     weights = params.weights
     log_weights = _log_weights(weights)
@@ -303,10 +325,14 @@ def e_step(
         block = scores[:, rows]
         n_c = counts[rows]
         chosen = n_c > 0
-        stacked = np.empty((2 * k, block.shape[1]))
+        if not single:  # (single: stacked[k:] holds exp(scores - max) already)
+            stacked = np.empty((2 * k, block.shape[1]))
         if float(np.min(block.min(axis=1) - row_max[:, 0])) > -_SAFE_RANGE:
-            pi = np.subtract(block, log_partition[:, None], out=stacked[k:])
-            np.exp(pi, out=pi)
+            if single:
+                pi = np.divide(stacked[k:], norm, out=stacked[k:])
+            else:
+                pi = np.subtract(block, log_partition[:, None], out=stacked[k:])
+                np.exp(pi, out=pi)
             mix = weights @ pi
             loglik += float(n_c[chosen] @ np.log(mix[chosen]))
             np.multiply(pi, n_c / mix, out=stacked[:k])
@@ -330,6 +356,7 @@ def e_step(
         mass=mass,
         weighted_sums=products[:k],
         mean_features=products[k:],
+        scores=scores,
     )
 
 
@@ -374,6 +401,7 @@ def _e_step_xp(design: Design, counts, params: SoftmaxMixtureParams, scores=None
         mass=_xp.to_host(xp.sum(resp, axis=1)),
         weighted_sums=products[:k],
         mean_features=products[k:],
+        scores=scores,
     )
 
 
@@ -555,7 +583,9 @@ def make_em_map(
         The EM map. It carries ``em_map.stationarity(params, exact) -> float``, the hook
         :func:`softmix.core.em.run_em` takes (see :func:`stationarity`), which reuses the
         E-step and M-step just done at ``params``, and ``em_map.objective(params) -> float``
-        (the objective the map returns), which shares the E-step with both.
+        (the objective the map returns), which shares the E-step with both, and
+        ``em_map.prime_scores(atoms, scores)``, which hands the next E-step at parameters with
+        these very ``atoms`` their scores (:func:`fit_em`: the auto rule's).
 
     Notes
     -----
@@ -631,7 +661,7 @@ def make_em_map(
         if m_step == "gradient":
             new_atoms, new_scores, grads = _gradient_step(
                 design, atoms, targets, stats.mean_features, q_old, empty, step_size, pen,
-                variances,
+                variances, stats.scores,
             )
             # cheap metric: the Hessian taken as c (Var(z) + pen), exact when Cov_pi(z) = Var(z)
             curv = variances if pen is None else variances + pen
@@ -685,8 +715,10 @@ def make_em_map(
             live = np.flatnonzero(mass > 0)
             gains = np.zeros_like(gains)
             atoms_now = np.asarray(params.atoms, dtype=float)
+            done = cache["stats"] if cache.get("at") is params else None  # its E-step
             dec, truncated = _batched_decrements(
-                design, atoms_now[live], targets[live], None if pen is None else pen[live])
+                design, atoms_now[live], targets[live], None if pen is None else pen[live],
+                None if done is None else done.subset(live))
             gains[live] = 0.5 * mass[live] * dec
             if design.n_working <= _NEWTON_DENSE_FALLBACK_MAX_FEATURES:
                 # a CG solve that used its whole budget underestimates the decrement (an
@@ -707,13 +739,21 @@ def make_em_map(
             state.update(gains=gains, exact=True)
         return _weight_gain(mass, params.weights, n_total) + float(np.sum(gains))
 
+    def prime_scores(atoms: np.ndarray, scores: np.ndarray) -> None:
+        """Hand the E-step at parameters whose atoms are this very array its scores
+        ``design.scores(atoms)`` (computed once for the auto rule)."""
+        cache.clear()
+        cache["atoms"], cache["scores"] = atoms, scores
+
     em_map.stationarity = stationarity  # type: ignore[attr-defined]
     em_map.objective = objective  # type: ignore[attr-defined]
+    em_map.prime_scores = prime_scores  # type: ignore[attr-defined]
     return em_map
 
 
 def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
-                        penalty: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                        penalty: np.ndarray | None, stats: EStep | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Newton decrements ``g_k' H_k^{-1} g_k`` of every component at once, matrix-free, and
     which components' CG solve used its whole ``CG_MAX_ITER`` budget (truncated: the value is
     then an underestimate, redone densely by the caller when affordable).
@@ -723,15 +763,21 @@ def _batched_decrements(design: Design, atoms: np.ndarray, targets: np.ndarray,
     ``H_k = Cov_{pi(theta_k)}(z) + _NEWTON_RIDGE + penalty_k`` (that of
     :func:`_newton_objective`), run for the K components together: each CG iteration is one
     ``design.scores`` (K, p) and one ``design.project`` (K, p) instead of K thin products.
+    ``stats``, the E-step at these atoms (its rows for these components, :meth:`EStep.subset`),
+    supplies ``pi(theta_k)`` (from its scores) and ``xbar(theta_k)``, saving one of each.
     """
     from softmix.core.solvers import CG_RTOL
 
     if atoms.shape[0] == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
-    scores = _full_scores(design, atoms)
-    pi = _softmax_rows(scores, _row_logsumexp(scores))
     chunks = design.chunks()
-    xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
+    if stats is None or stats.scores is None:
+        scores = _full_scores(design, atoms)
+        pi = _softmax_rows(scores, _row_logsumexp(scores))
+        xbar = sum(design.project(pi[:, rows], rows) for rows in chunks)
+    else:
+        pi = _softmax_rows(stats.scores, stats.log_partition)
+        xbar = stats.mean_features
     grad = targets - xbar
     diag = _NEWTON_RIDGE + (0.0 if penalty is None else penalty)
     if penalty is not None:
@@ -793,12 +839,21 @@ def _weight_gain(mass: np.ndarray, weights: np.ndarray, n_total: float) -> float
 
 
 def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
-                   variances=None):
+                   variances=None, scores0=None):
     """Safeguarded ``theta_k += eta g_k``: halve eta for each k where Q_k would drop.
 
     ``g_k = m_k - xbar_k`` (minus ``pen_k * theta_k`` with a ridge). Returns the new atoms
     (K, L), their scores ``atoms @ X'`` (K, p) for the next E-step, and ``g`` (K, L). With a
     penalty the step is ``eta * Var(z) / (Var(z) + pen) * g`` (``variances`` required).
+
+    ``scores0``, the scores of ``atoms`` (the E-step's), makes the step one product whatever
+    the halvings: scores are linear in the atom, so with ``d`` the step direction every trial is
+    ``scores0 + eta * scores(d)`` (O(K p) each, no pass over the design; on a sampled whitening
+    eta = 1 overshoots along the directions where ``Cov_pi(z)`` exceeds 2 and halvings are
+    common). Rounding: each step adds ``~eps (|scores0| + eta |scores(d)|)``, so after T
+    steps the scores carried from step to step are within ``~T eps`` (relative) of those of
+    the atoms themselves (float64: 1e-12 after 1e4 steps; the part from float32 products
+    scales with the steps' lengths, which vanish at convergence).
     """
     grad = targets - mean_features  # (K, L)
     if pen is not None:
@@ -816,7 +871,11 @@ def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_siz
 
     design = _as_design(design)
     new_atoms = atoms + step_size * direction
-    scores = _full_scores(design, new_atoms)
+    if scores0 is not None:
+        step_scores = _full_scores(design, direction)
+        scores = scores0 + step_size * step_scores
+    else:
+        scores = _full_scores(design, new_atoms)
     q_new = q_of(new_atoms, scores, slice(None))
     bad = ~(q_new >= q_old) & ~empty
     eta = step_size
@@ -826,13 +885,15 @@ def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_siz
         eta *= 0.5
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx] + eta * direction[idx]
-        scores = _set_rows(scores, idx, _full_scores(design, new_atoms[idx]))
+        scores = _set_rows(scores, idx, _full_scores(design, new_atoms[idx]) if scores0 is None
+                           else _rows_of(scores0, idx) + eta * _rows_of(step_scores, idx))
         q_new[idx] = q_of(new_atoms[idx], _rows_of(scores, idx), idx)
         bad[idx] = ~(q_new[idx] >= q_old[idx])
     if np.any(bad):  # no ascent found along the gradient: keep those atoms (Q_k unchanged)
         idx = np.flatnonzero(bad)
         new_atoms[idx] = atoms[idx]
-        scores = _set_rows(scores, idx, _full_scores(design, atoms[idx]))
+        scores = _set_rows(scores, idx, _full_scores(design, atoms[idx]) if scores0 is None
+                           else _rows_of(scores0, idx))
     return new_atoms, scores, grad
 
 
@@ -847,18 +908,21 @@ def _full_scores(design: Design, atoms: np.ndarray) -> np.ndarray:
     return out
 
 
-def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dict]:
+def select_m_step(design: Design, start: SoftmaxMixtureParams,
+                  scores: np.ndarray | None = None) -> tuple[str, dict]:
     """Resolve ``m_step="auto"``: ``"gradient"`` on a Gaussian-like whitened design, else Newton.
 
-    The rule and why: module docstring (``m_step="auto"``). Computed on a row sample held out
-    from the covariance's (:meth:`Design.holdout_index`; all rows when p is small): O(n L K),
-    once per fit.
+    The rule and why: module docstring (``m_step="auto"``). Decided on all p rows from the
+    scores of the starting atoms, which are the first E-step's (:func:`fit_em` computes them
+    once and hands them to both), so the rule costs O(p K) beyond them.
 
     Parameters
     ----------
     design : Design
     start : SoftmaxMixtureParams
         The starting parameters in *working* coordinates (``design.to_working``).
+    scores : ndarray of shape (K, p), optional
+        ``design.scores(start.atoms)`` over every row, when already computed.
 
     Returns
     -------
@@ -874,44 +938,43 @@ def select_m_step(design: Design, start: SoftmaxMixtureParams) -> tuple[str, dic
                           "design_hermite_threshold": float("nan")}
     atoms = np.asarray(start.atoms, dtype=float)
     norms = np.linalg.norm(atoms, axis=1)
-    directions = atoms[norms > 1e-12] / norms[norms > 1e-12, None]  # (D, r)
-    if directions.shape[0] == 0:  # every atom at the centre: check the principal axes
-        directions = np.eye(atoms.shape[1])[: start.n_components]
-    # u'z_j on a row sample held out from the covariance's (every row when p is small),
-    # standardised on it: the sampled whitening is only approximate, and the diagnostic's
-    # threshold max(GAUSSIAN_TOLERANCE, 4 / sqrt(n)) accounts for the n rows' sampling error
-    sample = _standardised(design.sample_working(directions))  # (n, D)
-    diag = design_diagnostics(sample, np.eye(directions.shape[0]), 4)
-    if not design.exact:
-        # the same decision as on all p rows unless the sample cannot tell: each score's
-        # standard error from the sample itself (heavy tails make it larger than the Gaussian
-        # 1/sqrt(n)); within 4 of them of the all-row threshold, decide on all rows (O(p L K))
-        p = design.n_alternatives
-        threshold = max(GAUSSIAN_TOLERANCE, 4.0 / np.sqrt(p))
-        he = hermite_polynomials(sample, 4)[2:]  # (2, n, D): He_3, He_4
-        norms = np.sqrt([6.0, 24.0])[:, None]
-        scores = np.abs(he.mean(axis=1)) / norms
-        se = he.std(axis=1) / norms / np.sqrt(sample.shape[0])
-        clear = np.any(scores - 4 * se > threshold) or np.all(scores + 4 * se <= threshold)
-        if not clear:
-            diag = design_diagnostics(_standardised(_full_scores(design, directions).T),
-                                      np.eye(directions.shape[0]), 4)
-    m_step = "gradient" if diag.gaussian else "newton"
-    compare = "<=" if diag.gaussian else ">"
+    live = norms > 1e-12
+    if np.any(live):  # u'z_j along the atoms' directions u = theta / ||theta||, all rows
+        scores = _full_scores(design, atoms) if scores is None else scores
+        along = _xp.host(scores)[live] / norms[live, None]  # (D, p)
+    else:  # every atom at the centre: check K orthonormal working axes instead
+        along = _xp.host(_full_scores(design, np.eye(atoms.shape[1])[: start.n_components]))
+    max_score, threshold = _hermite_check(along)
+    gaussian = max_score <= threshold
+    m_step = "gradient" if gaussian else "newton"
+    compare = "<=" if gaussian else ">"
     rule = (f"largest normalised Hermite coefficient (order 3 or 4) of the whitened design "
-            f"along the starting atoms {diag.max_score:.3g} {compare} {diag.threshold:.3g}: " + (
+            f"along the starting atoms {max_score:.3g} {compare} {threshold:.3g}: " + (
                 "Gaussian-like, Cov_pi(z) ~ I, the eta = 1 gradient step is a Newton step"
-                if diag.gaussian else "far from Gaussian, Cov_pi(z) moves away from I, so the "
+                if gaussian else "far from Gaussian, Cov_pi(z) moves away from I, so the "
                 "Newton step is used"))
-    return m_step, {"m_step_rule": rule, "design_hermite_score": diag.max_score,
-                    "design_hermite_threshold": diag.threshold}
+    return m_step, {"m_step_rule": rule, "design_hermite_score": max_score,
+                    "design_hermite_threshold": threshold}
 
 
-def _standardised(values: np.ndarray) -> np.ndarray:
-    """Columns centred and scaled to unit variance (a constant column is only centred)."""
-    values = values - values.mean(axis=0)
-    spread = values.std(axis=0)
-    return values / np.where(spread > 0, spread, 1.0)
+def _hermite_check(along: np.ndarray) -> tuple[float, float]:
+    """``design_diagnostics``' check of orders 3 and 4 on the rows of ``along`` (D, p), each
+    standardised over the p alternatives (the sampled whitening is only approximate), in
+    chunks of alternatives (no (4, p, D) array): ``(max_score, threshold)`` with the
+    diagnostic's threshold ``max(GAUSSIAN_TOLERANCE, 4 / sqrt(p))`` (the p rows' sampling
+    error), so the same decision as :func:`~softmix.softmax_mixture.moments.design_diagnostics`
+    on the standardised ``along.T``."""
+    p = along.shape[1]
+    chunks = [slice(start, min(start + _CHUNK_ROWS, p)) for start in range(0, p, _CHUNK_ROWS)]
+    mean = along.mean(axis=1, keepdims=True)
+    var = sum(np.sum((along[:, rows] - mean) ** 2, axis=1, keepdims=True) for rows in chunks) / p
+    spread = np.sqrt(var)
+    spread = np.where(spread > 0, spread, 1.0)
+    sums = np.zeros((2, along.shape[0]))
+    for rows in chunks:
+        sums += hermite_polynomials((along[:, rows] - mean) / spread, 4)[2:].sum(axis=2)
+    scores = np.abs(sums / p) / np.sqrt([6.0, 24.0])[:, None]  # He_3 / sqrt(3!), He_4 / sqrt(4!)
+    return float(scores.max()), max(GAUSSIAN_TOLERANCE, 4.0 / np.sqrt(p))
 
 
 def _max_atom_change(a: SoftmaxMixtureParams, b: SoftmaxMixtureParams) -> float:
@@ -960,7 +1023,8 @@ def fit_em(
         Stop when the log-likelihood one exact M-step from the current iterate is predicted to
         gain is ``<= tol`` **nats** (:func:`stationarity_of`, recorded in
         ``result.criterion_value``; see :data:`DEFAULT_TOL` for what 1e-7 means): scale-free,
-        the same guarantee at any N. ``0`` runs exactly ``max_iter`` iterations. Floored at
+        the same guarantee at any N. ``0`` runs exactly ``max_iter`` iterations (and records
+        the cheap ``criterion="score_gain_whitened"``, module docstring). Floored at
         ``1e-15 N`` nats (float64's precision; ``result.extra["tol_used"]``), which binds only
         above N ~ 1e8 at the default.
     param_tol : float
@@ -1062,9 +1126,10 @@ def fit_em(
             f"features of shape {design.features.shape}; got {params0.atoms.shape}."
         )
     start = design.to_working(params0)
-    requested, auto_info = m_step, {}
-    if m_step == "auto":
-        m_step, auto_info = select_m_step(design, start)
+    requested, auto_info, scores0 = m_step, {}, None
+    if m_step == "auto":  # the start's scores: the auto rule's and the first E-step's
+        scores0 = _full_scores(design, np.asarray(start.atoms, dtype=float))
+        m_step, auto_info = select_m_step(design, start, scores0)
     # [measured] the criterion cannot go below the precision of the arithmetic: it stalled at
     # ~3e-17 N nats in float64 (N = 2e5 and 1e10) and 3e-10 N to 1e-8 N with float32 products
     # (their ~1e-4 whitened-unit error in m_k - xbar_k); floor the tolerance there
@@ -1074,6 +1139,8 @@ def fit_em(
         design, counts, m_step=m_step, step_size=step_size, newton_max_iter=newton_max_iter,
         tol=tol_stop, ridge=ridge,
     )
+    if scores0 is not None:
+        em_map.prime_scores(start.atoms, scores0)  # type: ignore[attr-defined]
     user_callback = None
     if callback is not None:
         def user_callback(it, params, value):
@@ -1111,6 +1178,7 @@ def fit_em(
             from_vector=lambda v: params_from_vector(v, *start.atoms.shape),
             stationarity=em_map.stationarity,
             criterion="newton_decrement",
+            cheap_criterion="score_gain_whitened",
         )
 
     def run(from_params, budget, warn_run, offset=0):
