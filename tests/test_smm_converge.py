@@ -256,3 +256,19 @@ def test_pullback_finds_a_better_point_off_a_face_that_is_not_a_maximum():
     other[np.isclose(x[:, 0], 8 / 9)] = 600.0
     gain, point = pullback_gain(design, smm_em.make_em_map(design, other).objective, params, face)
     assert gain > 1.0 and point is not None
+
+
+def test_weights_decrement_is_the_exact_gain_far_from_the_optimum_and_never_explodes():
+    """The weights' part of the stop rule: the quadratic near the optimum (no cancellation), the
+    exact complete-data gain ``sum c log(c / N alpha)`` far from it. A weight collapsing to
+    1e-300 with one unit of mass gave 1e306 nats with the quadratic alone."""
+    from softmix.softmax_mixture.em import _weight_gain
+
+    near_mass, near_w = np.array([600.0, 400.0]), np.array([0.6000001, 0.3999999])
+    quad = np.sum((near_mass - 1000 * near_w) ** 2 / (1000 * near_w)) / 2
+    assert _weight_gain(near_mass, near_w, 1000.0) == pytest.approx(quad, rel=1e-12)
+    far_mass, far_w = np.array([999.0, 1.0]), np.array([1 - 1e-300, 1e-300])
+    exact = np.sum(far_mass * np.log(far_mass / (1000 * far_w)))
+    assert _weight_gain(far_mass, far_w, 1000.0) == pytest.approx(exact, rel=1e-9)
+    assert _weight_gain(np.array([1000.0, 0.0]), np.array([0.9, 0.1]), 1000.0) == pytest.approx(
+        1000 * np.log(1 / 0.9), rel=1e-12)

@@ -831,11 +831,22 @@ def _weight_gain(mass: np.ndarray, weights: np.ndarray, n_total: float) -> float
     alpha alpha')`` their complete-data information, so this is ``g' H^{-1} g / 2``, the
     second-order value of the exact gain ``sum_k c_k log(c_k / (N alpha_k))``. Unlike that sum
     (whose first-order terms cancel only in exact arithmetic, leaving ~N * 1e-16 nats of
-    round-off), it has no cancellation: it is accurate down to zero at any N.
+    round-off), it has no cancellation: it is accurate down to zero at any N. A component whose
+    mass is far from its expected count (``|c_k - N alpha_k| > 1e-3 N alpha_k``, e.g. a weight
+    collapsing toward 0) contributes its exact term ``c_k log(c_k / (N alpha_k)) - c_k + N
+    alpha_k`` instead, where the quadratic would blow up (it reached 1e306 nats on float32 fits
+    whose weight had fallen to ~1e-300).
     """
     live = weights > 0
     expected = n_total * weights[live]
-    return float(np.sum((mass[live] - expected) ** 2 / expected)) / 2.0
+    c = mass[live]
+    diff = c - expected
+    far = np.abs(diff) > 1e-3 * expected
+    quad = diff[~far] ** 2 / expected[~far] / 2.0
+    cf, ef = c[far], expected[far]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = np.where(cf > 0, cf * np.log(np.where(cf > 0, cf, 1.0) / ef), 0.0) - cf + ef
+    return float(np.sum(quad) + np.sum(exact))
 
 
 def _gradient_step(design, atoms, targets, mean_features, q_old, empty, step_size, pen=None,
