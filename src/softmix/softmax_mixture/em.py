@@ -122,6 +122,7 @@ from softmix.softmax_mixture.moments import (
     GAUSSIAN_TOLERANCE,
     hermite_polynomials,
 )
+from softmix.softmax_mixture.polish import SlowMonitor, polish_affordable
 
 __all__ = [
     "DEFAULT_MAX_ITER",
@@ -1164,12 +1165,18 @@ def fit_em(
     # components heading for a face of the convex hull are moved to their limit (faces.py);
     # not with a ridge (the penalty has a finite optimum) nor for a fixed number of iterations
     monitor = FaceMonitor(design, em_map.objective) if ridge == 0 and tol > 0 else None  # type: ignore[attr-defined]
+    # a slow (strongly overlapping) fit is polished by observed-data Newton steps (polish.py)
+    slow = (SlowMonitor(design, counts, tol_stop)
+            if ridge == 0 and tol > 0 and polish_affordable(design, start.n_components)
+            else None)
 
     def run_once(from_params, budget, warn_run, offset):
         def watch(it, params, value):
             if user_callback is not None and user_callback(it + offset, params, value):
                 return True
-            return monitor is not None and monitor(it, params, value)
+            if monitor is not None and monitor(it, params, value):
+                return True
+            return slow is not None and slow(it, params, value)
 
         return run_em(
             from_params,
@@ -1180,7 +1187,7 @@ def fit_em(
             param_tol=param_tol,
             param_distance=_max_atom_change,
             monotone=design.dtype == np.float64,
-            callback=watch if user_callback is not None or monitor is not None else None,
+            callback=watch if (user_callback, monitor, slow) != (None, None, None) else None,
             init_method=init_method,
             name=name,
             warn=warn_run,
@@ -1195,11 +1202,15 @@ def fit_em(
     def run(from_params, budget, warn_run, offset=0):
         # one EM run, continued from every jump to a face limit the monitor asks for
         result = run_once(from_params, budget, warn_run, offset)
-        while monitor is not None and monitor.pending is not None:
-            jumped = monitor.take()
-            nxt = run_once(jumped, budget - result.n_iter, warn_run, offset + result.n_iter)
+        while True:
+            if monitor is not None and monitor.pending is not None:
+                moved = monitor.take()
+            elif slow is not None and slow.pending is not None:
+                moved = slow.take()
+            else:
+                return result
+            nxt = run_once(moved, budget - result.n_iter, warn_run, offset + result.n_iter)
             result = _chain(result, nxt, 0)
-        return result
 
     result = run(start, max_iter, warn)
     result = _escape_saddles(result, run, design, max_iter, tol, warn, name)
@@ -1228,6 +1239,8 @@ def fit_em(
         _warn_diverging(result, design, warn, set() if monitor is None else set(monitor.faces))
     # the start itself when no iteration ran (no round trip through the working coordinates)
     result.params = params0 if result.params is start else design.from_working(result.params)
+    if slow is not None and slow.polishes:
+        result.extra["newton_polishes"] = slow.polishes
     result.extra["m_step"] = m_step
     result.extra["m_step_requested"] = requested
     result.extra.update(auto_info)
