@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from softmix.core import xp as _xp
 from softmix.softmax_mixture.design import Design
 from softmix.softmax_mixture.model import SoftmaxMixtureParams
 
@@ -51,11 +52,12 @@ _MAX_HALVINGS = 30
 
 
 def polish_affordable(design: Design, n_components: int) -> bool:
-    """True when :func:`newton_polish` may run: a NumPy float64 design and a dense observed
-    information of at most :data:`POLISH_MAX_PARAMETERS` parameters and
-    :data:`POLISH_MAX_ENTRIES` score entries."""
+    """True when :func:`newton_polish` may run: a float64 design (any array namespace: the
+    polish works on a host copy, affordable at these sizes) and a dense observed information of
+    at most :data:`POLISH_MAX_PARAMETERS` parameters and :data:`POLISH_MAX_ENTRIES` score
+    entries."""
     size = n_components - 1 + n_components * design.n_working
-    return (isinstance(design.features, np.ndarray) and design.features.dtype == np.float64
+    return (design.dtype == np.float64
             and size <= POLISH_MAX_PARAMETERS
             and design.n_alternatives * size <= POLISH_MAX_ENTRIES)
 
@@ -147,8 +149,8 @@ class SlowMonitor:
         if not (before > 0 and recent > SLOW_RATIO * before):
             return False
         user = self.design.from_working(params)
-        polished, info = newton_polish(np.asarray(self.design.features), self.counts, user,
-                                       tol=self.tol)
+        features = _xp.to_host(self.design.features)
+        polished, info = newton_polish(features, self.counts, user, tol=self.tol)
         info["iteration"] = iteration
         self.polishes.append(info)
         self._values = []
