@@ -9,7 +9,8 @@ observed log-likelihood gained the remaining 0.025 nats and brought the Newton d
 
 :class:`SlowMonitor` is a callback for :func:`softmix.core.em.run_em` that watches the
 log-likelihood's gains; when they shrink slower than :data:`SLOW_RATIO` over
-:data:`SLOW_WINDOW` iterations it runs :func:`newton_polish` (when the dense observed
+:data:`SLOW_WINDOW` iterations, and EM at that rate would need more iterations than a polish
+costs (``SlowMonitor._worth_it``), it runs :func:`newton_polish` (when the dense observed
 information is affordable, :data:`POLISH_MAX_PARAMETERS`) and, if that raised the likelihood,
 asks the caller to continue EM from the polished point, where EM's own stop rule then judges
 convergence. Each Newton step uses the analytic Hessian of
@@ -20,6 +21,7 @@ are left alone) and a backtracking line search, so every accepted step raises th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +116,23 @@ def newton_polish(features: np.ndarray, counts: np.ndarray, params: SoftmaxMixtu
     return lik.from_vector(theta), info
 
 
+_RATE: list = []
+
+
+def _product_rate() -> float:
+    """Flops per second of one 512 x 512 float64 matrix product on this machine (measured
+    once per process, best of 3)."""
+    if not _RATE:
+        a = np.random.default_rng(0).standard_normal((512, 512))
+        best = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t0)
+        _RATE.append(2.0 * 512**3 / max(best, 1e-9))
+    return _RATE[0]
+
+
 @dataclass
 class SlowMonitor:
     """The callback that polishes a slow EM fit by Newton steps (see the module doc).
@@ -136,11 +155,13 @@ class SlowMonitor:
     pending: SoftmaxMixtureParams | None = None
     polishes: list = field(default_factory=list)  # the info of each polish
     _values: list = field(default_factory=list)
+    _times: list = field(default_factory=list)
 
     def __call__(self, iteration: int, params: SoftmaxMixtureParams, value: float) -> bool:
         if iteration == 0:
-            self._values = []  # a new run (after a jump or a polish): a new history
+            self._values, self._times = [], []  # a new run (after a jump or a polish)
         self._values.append(float(value))
+        self._times.append(time.perf_counter())
         w = SLOW_WINDOW
         if len(self.polishes) >= _MAX_POLISHES or len(self._values) < 3 * w + 1:
             return False
@@ -148,16 +169,43 @@ class SlowMonitor:
         recent, before = v[-1] - v[-1 - w], v[-1 - w] - v[-1 - 2 * w]
         if not (before > 0 and recent > SLOW_RATIO * before):
             return False
+        if not self._worth_it(recent, before, params.n_components):
+            return False
         user = self.design.from_working(params)
         features = _xp.to_host(self.design.features)
         polished, info = newton_polish(features, self.counts, user, tol=self.tol)
         info["iteration"] = iteration
         self.polishes.append(info)
-        self._values = []
+        self._values, self._times = [], []
         if info["gain"] <= 0:
             return False
         self.pending = self.design.to_working(polished)
         return True
+
+    def _worth_it(self, recent: float, before: float, n_components: int) -> bool:
+        """Whether EM at its current linear rate would take longer than a polish.
+
+        EM's rate ``rho = (recent / before)^(1 / SLOW_WINDOW)`` and its gain per iteration
+        ``g = recent / SLOW_WINDOW`` put the iterations left until a gain of ``tol`` at
+        ``log(tol / g) / log(rho)`` (infinite when the gains are not shrinking), each taking the
+        measured seconds per iteration of the last window. A Newton step costs ~``2 p P^2 +
+        10 P^3`` flops (the Hessian's product of the per-alternative scores, the
+        eigendecomposition), timed at this machine's matrix-product rate (one 512 x 512 product,
+        measured once); a polish ~5 steps. Polish when EM's time left is larger.
+        """
+        ratio = recent / before
+        per_iteration = recent / SLOW_WINDOW
+        if per_iteration <= self.tol:
+            return False
+        now = time.perf_counter()
+        seconds_per_iteration = (now - self._times[-1 - SLOW_WINDOW]) / SLOW_WINDOW
+        if ratio >= 1.0:
+            left = np.inf
+        else:
+            left = np.log(self.tol / per_iteration) / (np.log(ratio) / SLOW_WINDOW)
+        size = n_components - 1 + n_components * self.design.n_working
+        flops = 2.0 * self.design.n_alternatives * size**2 + 10.0 * size**3
+        return bool(left * seconds_per_iteration > 5.0 * flops / _product_rate())
 
     def take(self) -> SoftmaxMixtureParams:
         """The pending polished parameters; clears :attr:`pending`."""
