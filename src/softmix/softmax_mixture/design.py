@@ -265,24 +265,10 @@ class Design:
                 self.features, whiten=self.whitened, warn=False, exact=True)
         return self._cache["exact"]
 
-    def holdout_index(self) -> np.ndarray:
-        """Sorted rows *not* used for the covariance (as many as were used, fixed seed; every
-        row when the design is exact). Statistics of the whitened design on the covariance's own
-        rows are biased (those rows are whitened exactly, e.g. their projections' kurtosis is
-        pulled down by ~L / n); on held-out rows ``z`` has the design's own distribution."""
-        if self.exact:
-            return self.sample_index
-        if "holdout" not in self._cache:
-            rest = np.setdiff1d(np.arange(self.n_alternatives), self.sample_index)
-            n = min(rest.shape[0], self.sample_index.shape[0])
-            pick = np.random.default_rng(20241202).choice(rest.shape[0], size=n, replace=False)
-            self._cache["holdout"] = np.sort(rest[pick])
-        return self._cache["holdout"]
-
-    def sample_working(self, directions: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
-        """``u' z_j`` for rows j of ``index`` (default :meth:`holdout_index`) and working
-        directions u (D, r): (n, D) float64, O(n L D)."""
-        index = self.holdout_index() if index is None else index
+    def sample_working(self, directions: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """``u' z_j`` for the rows j of ``index`` (sorted row indices) and working directions
+        u (D, r): (n, D) float64, O(n L D)."""
+        index = np.asarray(index)
         u = np.asarray(directions, dtype=float) @ self.transform.T  # (D, L)
         out = np.empty((index.shape[0], u.shape[0]))
         every = index.shape[0] == self.n_alternatives  # all rows: slices, no gather
