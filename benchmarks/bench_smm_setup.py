@@ -54,14 +54,20 @@ def timed_fit(x, counts, k, **options) -> tuple[float, SoftmaxMixture]:
         return time.perf_counter() - t0, model
 
 
-def rows_for(p, length, k, iterations, label, seed=0) -> list[dict]:
+def problem(p, length, k, seed):
+    """``(x, counts, start, rng)``: the benchmark's design and N = 1e7 counts, the given start
+    (the truth plus 0.3 / sqrt(L) noise) and the generator the timings go on with."""
     data = make_softmax_mixture(10**7, p, length, k, separation=1.0, return_choices=False,
                                 random_state=seed)
-    x, counts = data.features, data.counts.astype(float)
     rng = np.random.default_rng(seed)
     start = SoftmaxMixtureParams(
         np.full(k, 1.0 / k), data.atoms + 0.3 * rng.standard_normal(data.atoms.shape)
         / np.sqrt(length))
+    return data.features, data.counts.astype(float), start, rng
+
+
+def rows_for(p, length, k, iterations, label, seed=0) -> list[dict]:
+    x, counts, start, rng = problem(p, length, k, seed)
     runs = [("given", None, t) for t in iterations]
     runs += [("random", None, 0), ("random", None, max(iterations)),
              ("given", "squarem", max(iterations) // 3)]
@@ -95,13 +101,7 @@ def breakdown_rows(p, length, k, seed=0, repeats=3) -> list[dict]:
     from softmix.softmax_mixture.em import _full_scores, make_em_map, select_m_step
     from softmix.softmax_mixture.model import check_features
 
-    data = make_softmax_mixture(10**7, p, length, k, separation=1.0, return_choices=False,
-                                random_state=seed)
-    x, counts = data.features, data.counts.astype(float)
-    rng = np.random.default_rng(seed)
-    start = SoftmaxMixtureParams(
-        np.full(k, 1.0 / k), data.atoms + 0.3 * rng.standard_normal(data.atoms.shape)
-        / np.sqrt(length))
+    x, counts, start, rng = problem(p, length, k, seed)
     pieces: dict[str, list[float]] = {}
 
     def clock(name, fn):

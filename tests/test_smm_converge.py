@@ -247,7 +247,7 @@ def test_pullback_finds_a_better_point_off_a_face_that_is_not_a_maximum():
     design = smm_em.prepare_design(x, warn=False)
     (k, index), = m.fit_result_.extra["faces"].items()
     d, gap = certify_face(design, np.asarray(index))
-    face = Face(k, np.asarray(index), d, gap, 1.0, np.zeros_like(d))
+    face = Face(k, np.asarray(index), d, gap)
     params = design.to_working(m.params_)
     same = smm_em.make_em_map(design, counts).objective
     gain, _ = pullback_gain(design, same, params, face)

@@ -79,19 +79,12 @@ class Face:
         least 1 lower on every other alternative.
     gap : float
         ``min`` over the other alternatives of that drop (>= 1 up to the LP's tolerance).
-    gain : float
-        Log-likelihood gained by the jump (nats, > 0).
-    offset : ndarray of shape (r,)
-        The jump ``(FACE_JUMP_NATS / gap) d`` added to the working atom (summed over the jumps
-        of a face within a face).
     """
 
     component: int
     index: np.ndarray
     direction: np.ndarray
     gap: float
-    gain: float
-    offset: np.ndarray
 
 
 def certify_face(design: Design, index: np.ndarray,
@@ -231,23 +224,18 @@ class FaceMonitor:
             if certified is None:
                 continue
             d, gap = certified
-            offset = (FACE_JUMP_NATS / gap) * d
             moved = atoms.copy()
-            moved[k] = moved[k] + offset
+            moved[k] = moved[k] + (FACE_JUMP_NATS / gap) * d
             jumped = SoftmaxMixtureParams._from_em(np.asarray(params.weights), moved)
-            gain = float(self.objective(jumped)) - value
-            if gain > 0:
-                return jumped, Face(k, index, d, gap, gain, offset)
+            if float(self.objective(jumped)) > value:
+                return jumped, Face(k, index, d, gap)
         return None
 
     def take(self) -> SoftmaxMixtureParams:
         """The pending jumped parameters (recording the face); clears :attr:`pending`."""
         assert self.pending is not None
         jumped, face = self.pending
-        previous = self.faces.get(face.component)
-        if previous is not None:  # a face of the face: the offsets add up
-            face.offset = face.offset + previous.offset
-        self.faces[face.component] = face
+        self.faces[face.component] = face  # a face of a face replaces the face
         self._threshold.pop(face.component, None)
         self._seen.pop(face.component, None)
         self._anchor[face.component] = np.array(jumped.atoms[face.component], dtype=float)

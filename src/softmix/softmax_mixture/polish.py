@@ -21,6 +21,7 @@ are left alone) and a backtracking line search, so every accepted step raises th
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -121,21 +122,17 @@ def newton_polish(features: np.ndarray, counts: np.ndarray, params: SoftmaxMixtu
     return lik.from_vector(theta), info
 
 
-_RATE: list = []
-
-
+@functools.cache
 def _product_rate() -> float:
     """Flops per second of one 512 x 512 float64 matrix product on this machine (measured
     once per process, best of 3)."""
-    if not _RATE:
-        a = np.random.default_rng(0).standard_normal((512, 512))
-        best = np.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
-            a @ a
-            best = min(best, time.perf_counter() - t0)
-        _RATE.append(2.0 * 512**3 / max(best, 1e-9))
-    return _RATE[0]
+    a = np.random.default_rng(0).standard_normal((512, 512))
+    best = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * 512**3 / max(best, 1e-9)
 
 
 @dataclass
