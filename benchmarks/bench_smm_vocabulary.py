@@ -66,8 +66,8 @@ def load_vocabulary(n_tokens: int = N_TOKENS, seed: int = 0):
 
 
 def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool = False,
-                ridge: float = 0.0) -> dict:
-    """The default ``SoftmaxMixture(2, random_state=seed)`` (``ridge`` aside), stopped by a
+                ridge: float = 0.0, init: str = "random") -> dict:
+    """The default ``SoftmaxMixture(2, random_state=seed)`` (``ridge`` and ``init`` aside), stopped by a
     callback after ``cap_s`` CPU seconds (process time: the machine is shared) if it has not
     converged. ``old_m_step=True`` disables the
     dense fallback of the Newton M-step (the method on main before issue 14: truncated CG)."""
@@ -80,7 +80,7 @@ def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool =
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         model = softmix.SoftmaxMixture(
-            2, random_state=seed, ridge=ridge,
+            2, random_state=seed, ridge=ridge, init=init,
             callback=lambda it, params, ll: time.process_time() - c0 > cap_s)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -106,14 +106,13 @@ def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool =
             "faces": {k: len(v) for k, v in r.extra.get("faces", {}).items()}}
 
 
-def start_vector(features, counts, seed: int):
-    """The estimator's own random start for ``seed`` as an L-BFGS vector (user coordinates)."""
+def start_vector(features, counts, seed: int, init: str = "random"):
+    """The estimator's own start (``init``) for ``seed`` as an L-BFGS vector (user coordinates)."""
     from softmix.core.restarts import spawn
     from softmix.softmax_mixture.init import resolve_init
     from softmix.softmax_mixture.model import params_to_vector
 
-    params0, _ = resolve_init("random", features, counts, 2, spawn(np.random.default_rng(seed),
-                                                                    1)[0])
+    params0, _ = resolve_init(init, features, counts, 2, spawn(np.random.default_rng(seed), 1)[0])
     return params_to_vector(params0)
 
 
@@ -123,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=float, default=60.0,
                         help="CPU seconds per softmix fit before it is stopped (default 60)")
     parser.add_argument("--lbfgs-iter", type=int, default=3000)
+    parser.add_argument("--init", default="random", choices=["random", "greedy"],
+                        help="the estimator's start (default: its default, 'random'; 'greedy' "
+                        "is deterministic, so one seed suffices)")
     parser.add_argument("--old", action="store_true",
                         help="also run the M-step of main (no dense fallback) with the same cap")
     args = parser.parse_args(argv)
@@ -139,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
           "(whitened) | tokens with 1-1e-6 of each class | faces (class: tokens) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
-        runs = [("softmix default", {})]
+        name0 = "softmix default" if args.init == "random" else f"softmix init={args.init}"
+        runs = [(name0, {"init": args.init})]
         if args.old:
-            runs.append(("main's M-step", {"old_m_step": True}))
+            runs.append(("main's M-step", {"old_m_step": True, "init": args.init}))
         for name, kw in runs:
             r = fit_softmix(features, counts, seed, args.cap, **kw)
             print(f"| {seed} | {name} | {r['log_likelihood']:,.1f} | {r['n_iter']} | "
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['criterion']:.2g} nats) | {r['weights']} | {r['atom_norms']} | "
                   f"{r['support']} | {r['faces'] or ''} |", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = fit_lbfgs(features, counts, start_vector(features, counts, seed), 2,
+        res = fit_lbfgs(features, counts, start_vector(features, counts, seed, args.init), 2,
                         max_iter=args.lbfgs_iter)
         print(f"| {seed} | scipy L-BFGS | {res['log_likelihood']:,.1f} | {res['n_iter']} | "
               f"{time.process_time() - c0:.0f} ({time.perf_counter() - t0:.0f}) | "

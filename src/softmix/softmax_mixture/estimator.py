@@ -79,8 +79,10 @@ class SoftmaxMixture:
         K, the number of latent classes (1 <= K <= number of alternatives).
     init : str, SoftmaxMixtureParams or dict, default="random"
         Starting point: a name registered in
-        :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``, and the moment-based
-        warm starts when installed), or parameters (``SoftmaxMixtureParams`` or a dict with
+        :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``; ``"greedy"``, the
+        deterministic residual start of :func:`~softmix.softmax_mixture.init.greedy_init`,
+        better on real embedding matrices; and the moment-based warm starts when installed),
+        or parameters (``SoftmaxMixtureParams`` or a dict with
         ``weights`` (K,) and ``atoms`` (K, L)); with ``covariates``, also a
         :class:`~softmix.softmax_mixture.panel.MembershipParams`. Use ``"auto"`` (or
         ``n_init``) when atoms are crowded (K > L). Why ``"random"`` is the default:
@@ -88,7 +90,7 @@ class SoftmaxMixture:
     n_init : int, default=1
         Number of runs from independent starts (spawned generators); the best
         log-likelihood is kept, every run's final value is in ``fit_result_.all_objectives``.
-        Must be 1 with a user-given start (it would repeat the same run).
+        Must be 1 with a user-given start or ``init="greedy"`` (it would repeat the same run).
     m_step : {"auto", "newton", "gradient"}, default="auto"
         Safeguarded damped-Newton M-step, or the paper's safeguarded one-gradient-step M-step
         in whitened coordinates (O(p L K) instead of O(p L^2 K) per iteration). ``"auto"``
@@ -276,6 +278,11 @@ class SoftmaxMixture:
             raise ValueError(
                 f"n_init={n_init} with a user-given init would repeat the same run; use n_init=1 "
                 "or a random init (e.g. init='random')."
+            )
+        if isinstance(self.init, str) and self.init == "greedy" and n_init > 1:
+            raise ValueError(
+                f"n_init={n_init} with init='greedy' would repeat the same run (the greedy start "
+                "is deterministic); use n_init=1, or init='random' for several random starts."
             )
         if isinstance(self.init, str) and self.init not in INITIALISERS:
             raise ValueError(
