@@ -3,7 +3,7 @@ initialisations and the :class:`SoftmaxMixture` estimator."""
 
 from softmix.softmax_mixture.em import fit_em, make_em_map, prepare_design
 from softmix.softmax_mixture.estimator import SoftmaxMixture
-from softmix.softmax_mixture.init import INITIALISERS, random_init, resolve_init
+from softmix.softmax_mixture.init import INITIALISERS, greedy_init, random_init, resolve_init
 from softmix.softmax_mixture.model import (
     SoftmaxMixtureParams,
     log_class_probabilities,
@@ -24,6 +24,7 @@ __all__ = [
     "SoftmaxMixture",
     "SoftmaxMixtureParams",
     "fit_em",
+    "greedy_init",
     "log_class_probabilities",
     "log_likelihood",
     "log_mixture_probabilities",
