@@ -153,13 +153,16 @@ def test_a_component_heading_for_a_face_is_moved_to_its_limit_and_converges():
     edge = np.flatnonzero(x[:, 0] == 1.0).tolist()
     values = []
     for seed in range(5):
-        with pytest.warns(DegenerateComponentWarning, match="no maximum at finite atoms"):
+        with pytest.warns(DegenerateComponentWarning, match="no maximum at finite atoms") as rec:
             m = softmix.SoftmaxMixture(2, random_state=seed, max_iter=300).fit(
                 x, counts=counts)
         r = m.fit_result_
         assert m.converged_ and r.stop_reason == "tol" and r.n_iter < 60, (seed, r.n_iter)
         assert r.criterion_value <= 1e-7
         (k, face), = r.extra["faces"].items()
+        # the warning names the class by its weight too (its number is the fit's own order)
+        message = next(str(w.message) for w in rec if "no maximum" in str(w.message))
+        assert f"(weight {m.weights_[k]:.3g})" in message
         assert face == edge
         assert r.extra["face_pullback_gain"][k] <= 1e-7  # a maximum along the normal
         # the limit: component k is uniform on the edge (the mass off it is below e^-200)

@@ -1294,6 +1294,12 @@ def coincident_pairs(params: SoftmaxMixtureParams) -> list[tuple[int, int]]:
 _DIVERGING_SCORE_SD = 20.0
 
 
+def _named(components, weights) -> str:
+    """``"0 (weight 0.745), 2 (weight 0.008)"``: a warning's components with their weights, so
+    they stay recognisable after the estimator puts the components in canonical order."""
+    return ", ".join(f"{int(k)} (weight {float(weights[int(k)]):.3g})" for k in components)
+
+
 def _warn_diverging(result, design: Design, warn: bool, skip: Collection[int] = ()) -> None:
     """Name components whose atoms are so large that they are probably diverging.
 
@@ -1315,7 +1321,8 @@ def _warn_diverging(result, design: Design, warn: bool, skip: Collection[int] = 
     result.extra["diverging_components"] = big.tolist()
     if warn:
         warnings.warn(
-            f"softmax mixture component(s) {big.tolist()} have atoms so large that their "
+            f"softmax mixture component(s) {_named(big, result.params.weights)} have atoms so "
+            "large that their "
             f"log-probabilities vary by {np.array2string(spread[big], precision=3)} nats (one "
             "standard deviation across the alternatives): such a component is probably moving "
             "toward a face of the convex hull of the features, where the likelihood has no "
@@ -1409,9 +1416,11 @@ def _settle_faces(result, run, monitor: FaceMonitor, design: Design, objective, 
     if any(gains.get(k, 0.0) > tol for k in faces) and result.converged:
         result.converged, result.stop_reason = False, "not_stationary"
     if warn:
+        weights = np.asarray(result.params.weights)
         sizes = ", ".join(f"{k}: {len(v)} alternatives" for k, v in faces.items())
         warnings.warn(
-            f"softmax mixture component(s) {list(faces)} have no maximum at finite atoms: each "
+            f"softmax mixture component(s) {_named(faces, weights)} have no maximum at finite "
+            "atoms: each "
             f"concentrates on a face of the convex hull of the features ({sizes}; their rows "
             "are in result.extra['faces']), the alternatives maximising x'd for a direction d "
             "certified by a linear programme, and the likelihood rises as its atom moves to "
