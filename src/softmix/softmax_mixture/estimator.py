@@ -81,7 +81,8 @@ class SoftmaxMixture:
         Starting point: a name registered in
         :data:`softmix.softmax_mixture.init.INITIALISERS` (``"random"``; ``"greedy"``, the
         deterministic residual start of :func:`~softmix.softmax_mixture.init.greedy_init`,
-        better on real embedding matrices; and the moment-based warm starts when installed),
+        on MiniLM's vocabulary better than one random start; and the moment-based warm starts
+        when installed),
         or parameters (``SoftmaxMixtureParams`` or a dict with
         ``weights`` (K,) and ``atoms`` (K, L)); with ``covariates``, also a
         :class:`~softmix.softmax_mixture.panel.MembershipParams`. Use ``"auto"`` (or
