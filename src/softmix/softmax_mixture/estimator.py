@@ -275,15 +275,13 @@ class SoftmaxMixture:
                 f"n_components must be <= the number of alternatives ({n_alternatives}), got {k}."
             )
         n_init = check_int(self.n_init, "n_init", low=1)
-        if not isinstance(self.init, str) and n_init > 1:
+        deterministic = not isinstance(self.init, str) or self.init == "greedy"
+        if deterministic and n_init > 1:
+            what = ("init='greedy' (a deterministic start)" if isinstance(self.init, str)
+                    else "a user-given init")
             raise ValueError(
-                f"n_init={n_init} with a user-given init would repeat the same run; use n_init=1 "
-                "or a random init (e.g. init='random')."
-            )
-        if isinstance(self.init, str) and self.init == "greedy" and n_init > 1:
-            raise ValueError(
-                f"n_init={n_init} with init='greedy' would repeat the same run (the greedy start "
-                "is deterministic); use n_init=1, or init='random' for several random starts."
+                f"n_init={n_init} with {what} would repeat the same run; use n_init=1 or a "
+                "random init (e.g. init='random') for several starts."
             )
         if isinstance(self.init, str) and self.init not in INITIALISERS:
             raise ValueError(

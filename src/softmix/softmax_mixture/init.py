@@ -144,7 +144,13 @@ def greedy_init(
     section; the face warning names it).
     """
     from softmix.softmax_mixture.design import prepare_design
-    from softmix.softmax_mixture.em import _NEWTON_MAX_STEP, _newton_step, fit_em
+    from softmix.softmax_mixture.em import (
+        _NEWTON_MAX_STEP,
+        _newton_step,
+        _row_logsumexp,
+        _softmax_rows,
+        fit_em,
+    )
 
     if design is None:
         design = prepare_design(np.asarray(features, dtype=float), warn=False)
@@ -162,8 +168,7 @@ def greedy_init(
     weights, atoms = np.ones(1), theta0[None, :]
     for k in range(1, n_components):
         scores = np.asarray(_xp.host(design.scores(atoms)), dtype=float)
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        mixture = weights @ (scores / scores.sum(axis=1, keepdims=True))
+        mixture = weights @ _softmax_rows(scores, _row_logsumexp(scores))
         residual = np.clip(freq - mixture, 0.0, None)
         mass = float(residual.sum())
         heaviest = atoms[int(np.argmax(weights))]
