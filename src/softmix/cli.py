@@ -116,8 +116,8 @@ def _cmd_fit_smm(args: argparse.Namespace) -> int:
     return _emit(args, fit_smm_files(
         args.features, counts=args.counts, choices=args.choices, n_components=args.k,
         out=args.out, features_key=args.features_key, counts_key=args.counts_key,
-        column=args.column, dtype=args.dtype, plot_dir=args.plot, progress=_progress(),
-        **_hyper(args)))
+        column=args.column, dtype=args.dtype, screen_iter=args.screen_iter, plot_dir=args.plot,
+        progress=_progress(), **_hyper(args)))
 
 
 def _cmd_fit_moe(args: argparse.Namespace) -> int:
@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_options(smm, sorted(INITIALISERS))
     smm.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                      help="working precision of the design (float32 halves its memory)")
+    smm.add_argument("--screen-iter", type=_positive, default=None, metavar="T",
+                     help="screened restarts: run each of the --n-init starts T iterations, "
+                          "then only the best 2 to the end (default: every start to the end)")
     smm.set_defaults(func=_cmd_fit_smm)
     moe = family.add_parser("moe", help="mixture of experts: a table with a response column")
     _add_moe_data(moe, required=True)

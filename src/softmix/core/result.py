@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STOP_REASONS", "FitResult"]
+__all__ = ["STOP_REASONS", "FitResult", "chain"]
 
 #: Why a fit stopped.
 #: ``"tol"``: relative objective change <= tol; ``"param_tol"``: parameter change <= param_tol;
@@ -86,3 +86,19 @@ class FitResult:
         if self.stop_reason not in STOP_REASONS:
             raise ValueError(f"stop_reason must be one of {STOP_REASONS}, got {self.stop_reason!r}")
         self.history = np.asarray(self.history, dtype=float)
+
+
+def chain(result: FitResult, nxt: FitResult, extra_iterations: int = 0) -> FitResult:
+    """``nxt``, a run continued from (a modification of) ``result``'s parameters, as the
+    continuation of ``result``: histories joined, iterations (plus ``extra_iterations`` for
+    the modification itself), seconds, decreases and map evaluations added up, and
+    ``result``'s ``extra`` entries that ``nxt`` lacks kept. Returns ``nxt``, updated."""
+    nxt.history = np.concatenate([result.history, nxt.history])
+    nxt.n_iter += result.n_iter + extra_iterations
+    nxt.n_decreases += result.n_decreases
+    nxt.seconds += result.seconds
+    for key in ("n_map_evals", "n_fallbacks"):
+        if key in result.extra and key in nxt.extra:
+            nxt.extra[key] += result.extra[key]
+    nxt.extra.update({k: v for k, v in result.extra.items() if k not in nxt.extra})
+    return nxt

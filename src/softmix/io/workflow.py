@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from softmix.core.restarts import SCREEN_KEEP
 from softmix.io.persistence import load, read_manifest
 from softmix.io.progress import Progress
 from softmix.io.readers import InputError, Table, read_matrix, read_table, read_vector
@@ -90,6 +91,7 @@ def _fit_report(model: Any) -> dict[str, Any]:
         "criterion_value": _finite(result.criterion_value),
         "init_method": result.init_method,
         "n_init": int(model.n_init),
+        "screened": result.extra.get("screen", {}).get("n_iter"),
         "all_log_likelihoods": [_finite(v) for v in np.atleast_1d(result.all_objectives)]
         if result.all_objectives is not None else None,
     }
@@ -102,7 +104,9 @@ def _fit_text(report: dict[str, Any]) -> str:
         (f"log-likelihood {report['log_likelihood']:,.4f}   BIC {report['bic']:,.2f}   "
         f"AIC {report['aic']:,.2f}"),
         (f"converged={report['converged']} ({report['stop_reason']}) after {report['n_iter']} "
-        f"iterations, best of {report['n_init']} run(s)"),
+        f"iterations, best of {report['n_init']} run(s)" + (
+            f" (every start screened by {report['screened']} iterations, the best "
+            f"{SCREEN_KEEP} continued)" if report.get("screened") else "")),
         f"model written to {report['model']}",
     ]
     lines += [f"figure: {p}" for p in report["plots"]]
@@ -207,7 +211,7 @@ def fit_smm_files(features: str | Path, *, n_components: int, out: str | Path,
                   column: str | None = None, init: str = "random", n_init: int = 1,
                   max_iter: int | None = None, tol: float | None = None,
                   dtype: str = "float64", seed: int | None = 0,
-                  plot_dir: str | Path | None = None,
+                  screen_iter: int | None = None, plot_dir: str | Path | None = None,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Fit a :class:`~softmix.SoftmaxMixture` to files and save it to ``out``.
 
@@ -220,7 +224,7 @@ def fit_smm_files(features: str | Path, *, n_components: int, out: str | Path,
     features_key, counts_key : str, optional
         Array names in ``.npz`` files; ``column`` names the column of the counts/choices file
         (default: its only column).
-    n_components, init, n_init, max_iter, tol, dtype, seed
+    n_components, init, n_init, max_iter, tol, dtype, seed, screen_iter
         The estimator's hyperparameters (``seed`` is ``random_state``; None: the defaults for
         ``max_iter`` and ``tol``).
     plot_dir : path, optional
@@ -242,7 +246,7 @@ def fit_smm_files(features: str | Path, *, n_components: int, out: str | Path,
     options: dict[str, Any] = {k: v for k, v in (("max_iter", max_iter), ("tol", tol))
                                if v is not None}
     model = SoftmaxMixture(n_components, init=init, n_init=n_init, dtype=dtype,
-                           random_state=seed, **options)
+                           random_state=seed, screen_iter=screen_iter, **options)
     where = ", ".join(str(f) for f in (features, counts, choices) if f is not None)
     t_fit, caught = _fit(model, (x,), dict(data), where, progress, "fit smm")
     n_samples = int(model.n_samples_)

@@ -96,7 +96,7 @@ from scipy.sparse.linalg import LinearOperator
 from softmix._validation import check_choice, check_float, check_int
 from softmix.core import xp as _xp
 from softmix.core.em import run_em
-from softmix.core.result import FitResult
+from softmix.core.result import FitResult, chain
 from softmix.core.solvers import CG_MAX_ITER, newton_direction, newton_maximize
 from softmix.core.special import logsumexp
 from softmix.exceptions import ConvergenceWarning, DegenerateComponentWarning, SoftmixWarning
@@ -1210,7 +1210,7 @@ def fit_em(
             else:
                 return result
             nxt = run_once(moved, budget - result.n_iter, warn_run, offset + result.n_iter)
-            result = _chain(result, nxt, 0)
+            result = chain(result, nxt, 0)
 
     result = run(start, max_iter, warn)
     result = _escape_saddles(result, run, design, max_iter, tol, warn, name)
@@ -1361,24 +1361,9 @@ def _escape_saddles(result, run, design, max_iter, tol, warn, name):
         escapes += 1
         split = SoftmaxMixtureParams(result.params.weights, atoms)
         nxt = run(split, max_iter - result.n_iter - 1, warn, result.n_iter + 1)
-        result = _chain(result, nxt, 1)
+        result = chain(result, nxt, 1)
     result.extra["saddle_escapes"] = escapes
     return result
-
-
-def _chain(result, nxt, extra_iterations: int):
-    """``nxt`` (a run continued from a modification of ``result``'s parameters) as the
-    continuation of ``result``: histories joined, iterations (plus ``extra_iterations`` for the
-    modification itself), seconds, decreases and map evaluations added up."""
-    nxt.history = np.concatenate([result.history, nxt.history])
-    nxt.n_iter += result.n_iter + extra_iterations
-    nxt.n_decreases += result.n_decreases
-    nxt.seconds += result.seconds
-    for key in ("n_map_evals", "n_fallbacks"):
-        if key in result.extra and key in nxt.extra:
-            nxt.extra[key] += result.extra[key]
-    nxt.extra.update({k: v for k, v in result.extra.items() if k not in nxt.extra})
-    return nxt
 
 
 def _settle_faces(result, run, monitor: FaceMonitor, design: Design, objective, max_iter: int,
@@ -1406,7 +1391,7 @@ def _settle_faces(result, run, monitor: FaceMonitor, design: Design, objective, 
         monitor.disabled.add(k)
         del monitor.faces[k]
         gains.pop(k)
-        result = _chain(result, run(point, max_iter - result.n_iter - 1, warn,
+        result = chain(result, run(point, max_iter - result.n_iter - 1, warn,
                                     result.n_iter + 1), 1)
     faces = {int(k): face.index.tolist() for k, face in sorted(monitor.faces.items())}
     if not faces:

@@ -630,13 +630,16 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
             f"{'' if data.covariates is not None else ' and no covariates'}."
         )
 
-    def fit_one(child: np.random.Generator) -> FitResult:
+    options = {k: hp[k] for k in ("step_size", "tol", "newton_max_iter", "accelerate")}
+
+    def fit_from(params, m_step, budget, callback, init_method, warn=True):
+        return fit_panel_em(design, data, params, m_step=m_step, max_iter=budget,
+                            callback=callback, init_method=init_method, warn=warn, **options)
+
+    def fit_one(child: np.random.Generator, budget: int = hp["max_iter"]) -> FitResult:
+        warn = budget == hp["max_iter"]
         if given is not None:
-            return fit_panel_em(
-                design, data, given, m_step=hp["m_step"], step_size=hp["step_size"],
-                max_iter=hp["max_iter"], tol=hp["tol"], newton_max_iter=hp["newton_max_iter"],
-                accelerate=hp["accelerate"], callback=est.callback, init_method="given",
-            )
+            return fit_from(given, hp["m_step"], budget, est.callback, "given", warn)
         params0, name = resolve_init(est.init, features, totals, hp["n_components"], child,
                                      design=design)
         if data.covariates is not None:
@@ -644,13 +647,10 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
             coef = np.zeros((params0.n_components, data.covariates.shape[1]))
             coef[:, 0] = logw - logw[-1]
             params0 = MembershipParams(coef, params0.atoms)
-        return fit_panel_em(
-            design, data, params0, m_step=hp["m_step"], step_size=hp["step_size"],
-            max_iter=hp["max_iter"], tol=hp["tol"], newton_max_iter=hp["newton_max_iter"],
-            accelerate=hp["accelerate"], callback=est.callback, init_method=name,
-        )
+        return fit_from(params0, hp["m_step"], budget, est.callback, name, warn)
 
-    result = fit_with_restarts(fit_one, hp["n_init"], rng)
+    result = fit_with_restarts(fit_one, hp["n_init"], rng,
+                               screen=est._screen(hp, fit_one, fit_from))
     if result.stop_reason != "init":  # the canonical order of SoftmaxMixture.fit
         result.params = canonical_panel_params(result.params, data)
     params = result.params
