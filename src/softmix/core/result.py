@@ -53,7 +53,9 @@ class FitResult:
     n_decreases : int
         Iterations where the objective went down by more than round-off (0 for exact EM).
     all_objectives : ndarray or None
-        Final objective of every restart when the result comes from :func:`fit_with_restarts`.
+        Final objective of every restart when the result comes from
+        :func:`~softmix.core.restarts.fit_with_restarts` (with a screen: where each start's run
+        ended, after the screen for the starts not continued).
     criterion : str
         Name of the stationarity criterion that judged convergence: ``"relative_change"``
         (``|l_t - l_{t-1}| / max(1, |l_t|)``, models without a stationarity function), or a
