@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['support']} | {r['faces'] or ''} |", flush=True)
             if r["screen"]:
                 values = r["screen"]["screened_objectives"]
-                print(f"screened (start: value after the screen) {dict(enumerate(np.round(values)))}; "
-                      f"continued {r['screen']['continued']}, won {start}", flush=True)
+                shown = ", ".join(f"{i}: {v:,.0f}" for i, v in enumerate(values))
+                print(f"screened (start: log-lik after the screen) {shown}; continued "
+                      f"{r['screen']['continued']}, won {start}", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         res = fit_lbfgs(features, counts, start_vector(features, counts, seed, args.init,
                                                        args.n_init, start), 2,
