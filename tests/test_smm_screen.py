@@ -32,7 +32,7 @@ def test_screened_fit_is_the_by_hand_search():
     design = prepare_design(x)
     screened = []
     for child in spawn(np.random.default_rng(3), 6):
-        start, name = resolve_init("random", x, counts, 3, child, design=design)
+        start, _ = resolve_init("random", x, counts, 3, child, design=design)
         screened.append(fit_em(design, counts, start, m_step="auto", max_iter=4,
                                accelerate="squarem", newton_max_iter=1, warn=False))
     values = [r.objective for r in screened]
@@ -90,7 +90,7 @@ def test_screen_end_does_not_warn_and_the_winner_does():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         _fit(x, counts, n_init=5, screen_iter=2)  # every screen stops at its budget: silent
-    with pytest.warns(ConvergenceWarning):
+    with pytest.warns(ConvergenceWarning, match="max_iter=4 iterations"):  # the whole budget
         model = _fit(x, counts, n_init=5, screen_iter=2, max_iter=4)
     assert not model.converged_ and model.stop_reason_ == "max_iter"
     assert model.n_iter_ == 4

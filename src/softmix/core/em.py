@@ -108,6 +108,7 @@ def run_em(
     stationarity: Stationarity | None = None,
     criterion: str = "stationarity",
     cheap_criterion: str | None = None,
+    iteration_offset: int = 0,
 ) -> FitResult:
     """Iterate ``em_map`` from ``params0`` until a stop rule fires.
 
@@ -138,6 +139,9 @@ def run_em(
         ``callback(iteration, params, objective)`` after every iteration; a truthy return stops.
     init_method, name : str
         Recorded in the result / used in warning messages.
+    iteration_offset : int
+        Iterations done before this run when it continues an earlier one: the warning at
+        ``max_iter`` then names the whole budget, ``iteration_offset + max_iter``.
     warn : bool
         Emit :class:`ConvergenceWarning` on ``max_iter`` / ``non_finite`` stops.
     accelerate : {None, "squarem"}
@@ -230,7 +234,8 @@ def run_em(
                            else float("nan"))
     if reason == "max_iter" and tol > 0 and warn and judge is not None:
         warnings.warn(
-            f"{name} did not converge in max_iter={max_iter} iterations: the predicted remaining "
+            f"{name} did not converge in max_iter={iteration_offset + max_iter} iterations: the "
+            "predicted remaining "
             f"gain ({criterion}) is {criterion_value:.3g} nats > tol={tol:g} nats. Increase "
             "max_iter, or use a better initialisation (or the Newton M-step).",
             ConvergenceWarning,
@@ -238,7 +243,8 @@ def run_em(
         )
     elif reason == "max_iter" and tol > 0 and warn:
         warnings.warn(
-            f"{name} did not converge in max_iter={max_iter} iterations (last relative change "
+            f"{name} did not converge in max_iter={iteration_offset + max_iter} iterations (last "
+            "relative change "
             f"{relative_change(history[-2], history[-1]) if len(history) > 1 else float('nan'):.3g}"
             f"; convergence needs a change <= tol={tol:g} that is not growing). Increase "
             "max_iter, loosen tol, or use a better initialisation.",

@@ -1011,6 +1011,7 @@ def fit_em(
     dtype: str = "float64",
     warn: bool = True,
     ridge: float = 0.0,
+    iteration_offset: int = 0,
 ) -> FitResult:
     """Fit a softmax mixture by EM from ``params0`` (through :func:`softmix.core.em.run_em`).
 
@@ -1071,6 +1072,10 @@ def fit_em(
         dtype is used).
     warn : bool
         Emit convergence warnings (and the unidentified-design warning for raw features).
+    iteration_offset : int
+        Iterations already done when this fit continues an earlier one (e.g. a screened
+        restart, :class:`softmix.core.restarts.Screen`): added to the iteration numbers the
+        ``callback`` sees and to the ``max_iter`` the warnings name.
     ridge : float
         [default 0: maximum likelihood] Penalty ``ridge / 2 * sum_k Var_j(x_j' theta_k)``:
         a Gaussian prior on each class's utilities over the alternatives, scale-free (rescaling
@@ -1197,10 +1202,13 @@ def fit_em(
             stationarity=em_map.stationarity,
             criterion="newton_decrement",
             cheap_criterion="score_gain_whitened",
+            iteration_offset=offset,
         )
 
     def run(from_params, budget, warn_run, offset=0):
-        # one EM run, continued from every jump to a face limit the monitor asks for
+        # one EM run, continued from every jump to a face limit the monitor asks for; offset:
+        # iterations of this fit before it, plus iteration_offset (a fit that continues another)
+        offset += iteration_offset
         result = run_once(from_params, budget, warn_run, offset)
         while True:
             if monitor is not None and monitor.pending is not None:

@@ -324,19 +324,17 @@ class SoftmaxMixture:
 
         ``fit_one(child, budget)`` is one run from a start of ``init`` with at most ``budget``
         iterations (warning about its end only when ``budget`` is ``max_iter``);
-        ``fit_from(params, m_step, budget, callback, init_method)`` a run from given parameters.
+        ``fit_from(params, m_step, budget, offset, init_method)`` a run from given parameters
+        that continues one of ``offset`` iterations (``iteration_offset`` of ``fit_em``).
         """
         n_iter, max_iter = hp["screen_iter"], hp["max_iter"]
         if n_iter is None or n_iter >= max_iter:
             return None
-        callback = self.callback
 
         def resume(first: FitResult) -> FitResult:
             done = first.n_iter
-            shifted = None if callback is None else (
-                lambda it, params, value: callback(it + done, params, value))
             # the screen's M-step (not chosen again by "auto" from the new start), and how
-            nxt = fit_from(first.params, first.extra["m_step"], max_iter - done, shifted,
+            nxt = fit_from(first.params, first.extra["m_step"], max_iter - done, done,
                            first.init_method)
             nxt.extra.update({k: v for k, v in first.extra.items()
                               if k.startswith(("m_step", "design_hermite"))})
@@ -432,9 +430,10 @@ class SoftmaxMixture:
                           callback=self.callback, init_method=name,
                           warn=budget == hp["max_iter"], **options)
 
-        def fit_from(params, m_step, budget, callback, init_method):
-            return fit_em(design, n, params, m_step=m_step, max_iter=budget, callback=callback,
-                          init_method=init_method, **options)
+        def fit_from(params, m_step, budget, offset, init_method):
+            return fit_em(design, n, params, m_step=m_step, max_iter=budget,
+                          callback=self.callback, init_method=init_method,
+                          iteration_offset=offset, **options)
 
         result = fit_with_restarts(fit_one, hp["n_init"], rng,
                                    screen=self._screen(hp, fit_one, fit_from))

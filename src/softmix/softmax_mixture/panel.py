@@ -489,7 +489,8 @@ def _param_distance(a, b) -> float:
 def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "newton",
                  step_size: float = 1.0, max_iter: int = 1000, tol: float = 1e-10,
                  newton_max_iter: int = 1, accelerate: str | None = None, callback=None,
-                 init_method: str = "given", warn: bool = True) -> FitResult:
+                 init_method: str = "given", warn: bool = True,
+                 iteration_offset: int = 0) -> FitResult:
     """Fit a panel softmax mixture (optionally with membership covariates) by EM.
 
     Parameters
@@ -503,6 +504,7 @@ def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "new
     m_step : {"newton", "gradient", "auto"}
         As in :func:`softmix.softmax_mixture.em.fit_em`.
     step_size, max_iter, tol, newton_max_iter, accelerate, callback, init_method, warn
+    iteration_offset
         As in :func:`softmix.softmax_mixture.em.fit_em`.
 
     Returns
@@ -530,7 +532,8 @@ def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "new
         return _panel_loglik_from_scores(_full_scores(design, prm.atoms), data, prm)
 
     def user_callback(it, prm, value):
-        return callback(it, _with_atoms(prm, prm.atoms @ design.transform.T), value)
+        return callback(it + iteration_offset, _with_atoms(prm, prm.atoms @ design.transform.T),
+                        value)
 
     result = run_em(
         start, em_map, objective,
@@ -540,6 +543,7 @@ def fit_panel_em(design: Design, data: PanelData, params0, *, m_step: str = "new
         name=f"panel softmax-mixture EM (m_step={m_step!r})", warn=warn,
         accelerate=accelerate, to_vector=_to_vector, from_vector=_from_vector_fn(start),
         stationarity=em_map.stationarity, criterion="newton_decrement",
+        iteration_offset=iteration_offset,
     )
     result.extra["tol_used"] = tol_stop
     result.params = (params0 if result.params is start
@@ -632,14 +636,15 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
 
     options = {k: hp[k] for k in ("step_size", "tol", "newton_max_iter", "accelerate")}
 
-    def fit_from(params, m_step, budget, callback, init_method, warn=True):
+    def fit_from(params, m_step, budget, offset, init_method, warn=True):
         return fit_panel_em(design, data, params, m_step=m_step, max_iter=budget,
-                            callback=callback, init_method=init_method, warn=warn, **options)
+                            callback=est.callback, init_method=init_method, warn=warn,
+                            iteration_offset=offset, **options)
 
     def fit_one(child: np.random.Generator, budget: int = hp["max_iter"]) -> FitResult:
         warn = budget == hp["max_iter"]
         if given is not None:
-            return fit_from(given, hp["m_step"], budget, est.callback, "given", warn)
+            return fit_from(given, hp["m_step"], budget, 0, "given", warn)
         params0, name = resolve_init(est.init, features, totals, hp["n_components"], child,
                                      design=design)
         if data.covariates is not None:
@@ -647,7 +652,7 @@ def fit_estimator(est, features: Any, choices: Any, counts: Any, groups: Any,
             coef = np.zeros((params0.n_components, data.covariates.shape[1]))
             coef[:, 0] = logw - logw[-1]
             params0 = MembershipParams(coef, params0.atoms)
-        return fit_from(params0, hp["m_step"], budget, est.callback, name, warn)
+        return fit_from(params0, hp["m_step"], budget, 0, name, warn)
 
     result = fit_with_restarts(fit_one, hp["n_init"], rng,
                                screen=est._screen(hp, fit_one, fit_from))
