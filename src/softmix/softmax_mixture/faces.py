@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from softmix.core.special import logsumexp
-from softmix.softmax_mixture.design import FACE_LP_MAX_ENTRIES, Design
+from softmix.softmax_mixture.design import (
+    FACE_LP_MAX_ENTRIES,
+    FACE_LP_METHOD,
+    Design,
+    face_null_space,
+    face_rows,
+)
 from softmix.softmax_mixture.model import SoftmaxMixtureParams
 
 __all__ = ["FACE_JUMP_NATS", "Face", "FaceMonitor", "certify_face", "pullback_gain"]
@@ -116,27 +122,14 @@ def certify_face(design: Design, index: np.ndarray,
         sv = np.linalg.svd(sub[1:] - sub[0], compute_uv=False)
         if sv.size >= r and sv[r - 1] > 1e-9 * sv[0]:
             return None
-    zf = design.sample_working(np.eye(r), index)  # (m, r) working rows of the face
-    diffs = zf[1:] - zf[0]
-    if diffs.shape[0]:
-        _, sv, vt = np.linalg.svd(diffs, full_matrices=True)
-        rank = int(np.sum(sv > 1e-9 * sv[0])) if sv.size and sv[0] > 0 else 0
-    else:
-        vt, rank = np.eye(r), 0
-    null = vt[rank:].T  # (r, n0)
+    zf, null = face_null_space(design, index)  # (m, r) working rows of the face, (r, n0)
     n0 = null.shape[1]
     if n0 == 0 or (p - index.size) * n0 > max_entries:
         return None
-    off = np.ones(p, dtype=bool)
-    off[index] = False
+    rows = face_rows(design, index, zf, null)  # (p - m, n0)
     level = zf[0] @ null  # (n0,): z_f' N, the same for every face row
-    rows = (design.scores(null.T)[:, off] - level[:, None]).T  # (p - m, n0)
-    # [measured] interior point, not HiGHS' default simplex: on MiniLM's word embeddings a
-    # 308-token candidate's LP (21,411 x 77, infeasible) took the dual simplex over 6 minutes
-    # (157 iterations in the first 60 s); the interior-point method decided it in 7 iterations,
-    # 2-3 s, and a feasible variant of it in 10 (3 s)
     res = linprog(np.zeros(n0), A_ub=rows, b_ub=-np.ones(rows.shape[0]),
-                  bounds=[(None, None)] * n0, method="highs-ipm")
+                  bounds=[(None, None)] * n0, method=FACE_LP_METHOD)
     if res.status != 0:
         return None
     d = null @ np.asarray(res.x)
