@@ -275,3 +275,53 @@ def test_weights_decrement_is_the_exact_gain_far_from_the_optimum_and_never_expl
     assert _weight_gain(far_mass, far_w, 1000.0) == pytest.approx(exact, rel=1e-9)
     assert _weight_gain(np.array([1000.0, 0.0]), np.array([0.9, 0.1]), 1000.0) == pytest.approx(
         1000 * np.log(1 / 0.9), rel=1e-12)
+
+
+def _face_direction_by_the_full_lp(design, counts):
+    """Oracle: the (c, t) LP of the face check over all r + 1 variables (the original form)."""
+    from scipy.optimize import linprog
+
+    chosen = counts > 0
+    z = design.working_rows_t().T
+    on, off = z[chosen], z[~chosen]
+    a_eq = np.hstack([on, -np.ones((on.shape[0], 1))])
+    a_ub = np.vstack([np.hstack([off, -np.ones((off.shape[0], 1))]),
+                      np.hstack([-off, np.ones((off.shape[0], 1))])])
+    b_ub = np.concatenate([np.zeros(off.shape[0]), np.ones(off.shape[0])])
+    c = np.concatenate([off.sum(axis=0), [-float(off.shape[0])]])
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.zeros(on.shape[0]),
+                  bounds=[(None, None)] * (z.shape[1] + 1), method="highs")
+    return res.status == 0 and -res.fun > 1e-7, -res.fun
+
+
+def test_face_lp_in_the_null_space_decides_as_the_full_lp():
+    """Chosen sets on a face (a facet, an edge, a vertex of a grid, a random face of a random
+    design) and not on one (random subsets, an interior point): the same verdict, and the
+    direction keeps every chosen alternative level and every other one at or below it."""
+    rng = np.random.default_rng(0)
+    grid = np.array([[a, b, c] for a in range(4) for b in range(4) for c in range(3)], float)
+    cases = [(grid, grid[:, 0] == 3), (grid, (grid[:, 0] == 3) & (grid[:, 1] == 0)),
+             (grid, (grid[:, 0] == 3) & (grid[:, 1] == 0) & (grid[:, 2] == 2)),
+             (grid, (grid[:, 0] == 1) & (grid[:, 1] == 1))]
+    for _ in range(12):
+        x = rng.standard_normal((40, 4))
+        d = rng.standard_normal(4)
+        top = np.argsort(-(x @ d))[: rng.integers(1, 4)]
+        face = np.zeros(40, bool)
+        face[top[:1]] = True  # a vertex, the maximiser of x'd, is always a face
+        cases += [(x, face), (x, rng.random(40) < rng.uniform(0.05, 0.3))]
+    verdicts = []
+    for x, chosen in cases:
+        if not chosen.any():
+            continue
+        design = smm_em.prepare_design(x, warn=False)
+        counts = chosen.astype(float)
+        expected, _ = _face_direction_by_the_full_lp(design, counts)
+        direction = face_direction(design, counts)
+        assert (direction is not None) == expected
+        verdicts.append(expected)
+        if direction is not None:
+            s = x @ direction
+            assert np.ptp(s[chosen]) <= 1e-6 * (1 + np.ptp(s))
+            assert s[~chosen].max() <= s[chosen].min() + 1e-6 * (1 + np.ptp(s))
+    assert any(verdicts) and not all(verdicts)

@@ -22,6 +22,7 @@ design) changes these two functions.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -596,7 +597,8 @@ def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
     (the atoms diverge; a fit returns arbitrary finite atoms wherever its budget or tolerance
     stopped it). Found by one small linear programme (scipy's HiGHS, ``r + 1`` variables, one
     row per alternative); skipped (None) when every alternative is chosen, and when the LP would
-    be larger than :data:`FACE_LP_MAX_ENTRIES` (see :func:`face_check_skipped`).
+    be larger than :data:`FACE_LP_MAX_ENTRIES` (see :func:`face_check_skipped`). Solved once
+    per design and set of chosen alternatives (kept in the design's cache).
 
     Parameters
     ----------
@@ -610,6 +612,16 @@ def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
         alternatives are not on a proper face.
     """
     chosen = np.asarray(counts) > 0
+    # the answer depends on which alternatives are chosen only: kept on the design, so that
+    # restarts and screened starts on the same data solve the LP once
+    key = ("face_direction", hashlib.sha1(np.packbits(chosen).tobytes()).hexdigest())
+    if key not in design._cache:
+        design._cache[key] = _face_direction(design, chosen, counts)
+    found = design._cache[key]
+    return None if found is None else found.copy()
+
+
+def _face_direction(design: Design, chosen: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
     if chosen.all() or _spans_affinely(design, chosen) or face_check_skipped(design, counts):
         return None
     from scipy.optimize import linprog
