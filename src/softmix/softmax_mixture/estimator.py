@@ -101,8 +101,8 @@ class SoftmaxMixture:
         ``fit_result_.all_objectives``, the screen's record in ``fit_result_.extra["screen"]``.
         For hard designs with many local optima: on MiniLM's word embeddings
         ``n_init=30, screen_iter=12`` reached the best optimum known from one seed (13,312
-        nats above the best of 30 whole default fits) at the cost of about 5 of them, but
-        ended lower from another (docs/guide/softmax-mixture.md, "Which local optimum"). None
+        nats above the best of 30 whole default fits) at the cost of about 5 of them (15
+        when a continued start crawls to ``max_iter``), but ended lower from another (docs/guide/softmax-mixture.md, "Which local optimum"). None
         (or ``n_init <= 2``, or ``screen_iter >= max_iter``): every start runs to the end.
     m_step : {"auto", "newton", "gradient"}, default="auto"
         Safeguarded damped-Newton M-step, or the paper's safeguarded one-gradient-step M-step
