@@ -67,6 +67,11 @@ CHUNK_BYTES = 64 * 2**20
 #: linear programme (a dense float64 LP of that size); beyond it the check is skipped and
 #: ``fit_em`` records ``extra["face_check"] = "skipped"``.
 FACE_LP_MAX_ENTRIES = 10_000_000
+#: [measured] The LP method of the face checks (scipy's HiGHS interior point): on MiniLM's
+#: word embeddings a 308-token candidate face's LP (21,411 x 77, infeasible) took the default
+#: dual simplex over 6 minutes (157 iterations in the first 60 s) and the interior-point method
+#: 2-3 s (7 iterations).
+FACE_LP_METHOD = "highs-ipm"
 
 
 def design_chunk_rows(n_rows: int, width: int) -> int:
@@ -595,8 +600,9 @@ def face_direction(design: Design, counts: np.ndarray) -> np.ndarray | None:
     unchosen l, then moving every atom along ``c`` raises every chosen ``pi_j``: the
     log-likelihood increases strictly and without end, and no maximum-likelihood estimate exists
     (the atoms diverge; a fit returns arbitrary finite atoms wherever its budget or tolerance
-    stopped it). Found by one small linear programme (scipy's HiGHS, ``r + 1`` variables, one
-    row per alternative); skipped (None) when every alternative is chosen, and when the LP would
+    stopped it). Found by one linear programme in the directions that keep the chosen
+    alternatives level (their null space, ``n0 <= r`` variables, two rows per unchosen
+    alternative; :func:`face_null_space`, :data:`FACE_LP_METHOD`); skipped (None) when every alternative is chosen, and when the LP would
     be larger than :data:`FACE_LP_MAX_ENTRIES` (see :func:`face_check_skipped`). Solved once
     per design and set of chosen alternatives (kept in the design's cache).
 
@@ -643,13 +649,6 @@ def _face_direction(design: Design, chosen: np.ndarray, counts: np.ndarray) -> n
     direction = design.transform @ (null @ np.asarray(res.x))
     norm = float(np.linalg.norm(direction))
     return direction / norm if norm > 0 else None
-
-
-#: [measured] The LP method of the face checks (scipy's HiGHS interior point): on MiniLM's
-#: word embeddings a 308-token candidate face's LP (21,411 x 77, infeasible) took the default
-#: dual simplex over 6 minutes (157 iterations in the first 60 s) and the interior-point method
-#: 2-3 s (7 iterations).
-FACE_LP_METHOD = "highs-ipm"
 
 
 def face_null_space(design: Design, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
